@@ -1,0 +1,321 @@
+"""The ``bench`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import MerbenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="merbench: multimodal emotion recognition methods under honest, named protocols.")
+data_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect corpora.")
+features_app = typer.Typer(no_args_is_help=True, help="Extract and cache features.")
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+# -- progress -------------------------------------------------------------------------
+
+
+class RichReporter:
+    """Runner reporter: one bar per extraction, one per (seed, fold) training."""
+
+    def __init__(self, progress: Progress):
+        self.p = progress
+        self.tasks: dict[str, int] = {}
+
+    def _task(self, key: str, total: int, description: str):
+        if key not in self.tasks:
+            self.tasks[key] = self.p.add_task(description, total=total)
+        return self.tasks[key]
+
+    def stage(self, message: str) -> None:
+        self.p.console.print(f"[dim]·[/dim] {message}")
+
+    def progress(self, task: str, done: int, total: int) -> None:
+        tid = self._task(task, total, task)
+        self.p.update(tid, completed=done, total=total)
+
+    def epoch(self, label: str, epoch: int, total: int, row: dict) -> None:
+        tid = self._task(label, total, f"train {label}")
+        self.p.update(tid, completed=epoch, total=total,
+                      description=f"train {label} · valid wF1 {row.get('valid_weighted_f1', float('nan')) * 100:.1f}")
+
+    def warn(self, message: str) -> None:
+        self.p.console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    transient=False, disable=not console.is_terminal and os.environ.get("MERBENCH_PROGRESS") != "1")
+
+
+# -- list / info ------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_cmd(kind: str = typer.Argument(..., help="methods, datasets, protocols or features")):
+    """List registered methods, datasets, protocols or feature extractors."""
+    from .protocols import all_protocols
+    from .registry import DATASETS, FEATURES, METHODS, load_builtins
+
+    load_builtins()
+    kind = kind.lower().rstrip("s") + "s"
+    table = Table(show_lines=False)
+    if kind == "methods":
+        table.add_column("method"), table.add_column("modalities"), table.add_column("unit"), table.add_column("title")
+        for n in METHODS.names():
+            c = METHODS.get(n)
+            table.add_row(n, ",".join(c.modalities), c.unit, c.metadata.title)
+    elif kind == "datasets":
+        table.add_column("dataset"), table.add_column("modalities"), table.add_column("default protocol"), table.add_column("title")
+        for n in DATASETS.names():
+            c = DATASETS.get(n)
+            table.add_row(n, ",".join(c.modalities), c.default_protocol, c.metadata.title)
+    elif kind == "protocols":
+        for col in ("protocol", "dataset", "version", "classes", "headline", "note"):
+            table.add_column(col)
+        for name, (ds, p) in sorted(all_protocols().items()):
+            table.add_row(name, ds, p.version, str(len(p.label_names)), p.headline_metric,
+                          "as published (leaky)" if p.as_published else "")
+    elif kind == "features":
+        table.add_column("extractor"), table.add_column("modality"), table.add_column("version"), table.add_column("levels")
+        for n in FEATURES.names():
+            c = FEATURES.get(n)
+            table.add_row(n, c.modality, c.version, ",".join(c.levels))
+    else:
+        raise MerbenchError(f"cannot list {kind!r}", fix="use one of: methods, datasets, protocols, features")
+    console.print(table)
+
+
+@app.command()
+def info(method: str = typer.Argument(..., help="method name"),
+         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="size the model for this corpus"),
+         protocol: Optional[str] = typer.Option(None, "--protocol", "-p"),
+         variant: str = typer.Option("default", "--variant"),
+         modalities: Optional[str] = typer.Option(None, "--modalities", "-m")):
+    """Metadata, modalities and parameter count of a method."""
+    from .config import method_config, variants
+    from .corpus import parse_modalities
+    from .registry import get_dataset, get_method
+    from .runner import feature_dims
+
+    cls = get_method(method)
+    md = cls.metadata
+    console.print(f"[bold]{cls.name}[/bold]: {md.title}")
+    for label, value in (("authors", md.authors), ("venue", f"{md.venue} {md.year or ''}".strip()), ("code", md.code_url),
+                         ("paper", md.paper_url), ("modalities", ",".join(cls.modalities)), ("unit", cls.unit),
+                         ("variants", ", ".join(["default", *variants(cls.config_dir)]))):
+        if value:
+            console.print(f"{label}: {value}")
+    for r in md.reported:
+        console.print(f"reported: {r.dataset}/{r.protocol} {r.metric} {r.value} ({r.modalities}) {r.source}")
+    ds_cls = get_dataset(dataset) if dataset else None
+    proto = ds_cls.protocol(protocol) if ds_cls else None
+    cfg = method_config(cls, variant, ds_cls.name if ds_cls else None, proto.name if proto else None)
+    mods = parse_modalities(modalities or [m for m in cls.modalities if not ds_cls or m in ds_cls.modalities])
+    n_classes = len(proto.label_names) if proto else 4
+    requests = cls.feature_requests(cfg, mods)
+    dims = feature_dims(requests)
+    inst = cls(cfg, mods, tuple(proto.label_names) if proto else tuple(f"c{i}" for i in range(n_classes)))
+    n = inst.num_parameters(dims)
+    where = f"{ds_cls.name}/{proto.name}" if proto else f"{n_classes} classes"
+    console.print(f"inputs: " + ", ".join(f"{m}={requests[m].extractor}:{requests[m].level}({dims[m]})" for m in requests))
+    console.print(f"parameters: {n if n is not None else 0}" + f"  [dim]({where}, modalities {','.join(mods)})[/dim]")
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+@app.command()
+def run(method: str = typer.Argument(..., help="method name (bench list methods)"),
+        dataset: str = typer.Argument("synthetic", help="dataset name (bench list datasets)"),
+        protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: the dataset's)"),
+        modalities: Optional[str] = typer.Option(None, "--modalities", "-m", help="subset of t,a,v"),
+        seeds: Optional[int] = typer.Option(None, "--seeds", help="run seeds 0..N-1 (default: the protocol's)"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="run this one seed"),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="override train.epochs"),
+        variant: str = typer.Option("default", "--variant", help="a config variant of the method"),
+        set_: List[str] = typer.Option([], "--set", help="config override key=value (repeatable)"),
+        results_dir: Path = typer.Option(Path("results"), "--results-dir", help="where result files go"),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+        root: Optional[Path] = typer.Option(None, "--root", help="corpus folder (default: the dataset's)"),
+        on_bad_media: str = typer.Option("error", "--on-bad-media", help="error, or zero: unreadable media -> zero features"),
+        force: bool = typer.Option(False, "--force", help="re-run seeds whose result exists")):
+    """Train and evaluate METHOD on DATASET under a named protocol; write result files."""
+    from .results import read_result
+    from .runner import RunRequest, run as run_request
+
+    if seed is not None and seeds is not None:
+        raise MerbenchError("give either --seed or --seeds, not both")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MerbenchError("--device cuda asked for, but torch sees no CUDA device", fix="use --device cpu")
+    elif device != "cpu":
+        raise MerbenchError(f"unknown device {device!r}", fix="use cpu or cuda")
+    if on_bad_media not in ("error", "zero"):
+        raise MerbenchError(f"--on-bad-media {on_bad_media!r}", fix="use error or zero")
+    req = RunRequest(method=method, dataset=dataset, protocol=protocol, modalities=modalities,
+                     seeds=[seed] if seed is not None else (list(range(seeds)) if seeds is not None else None),
+                     variant=variant, epochs=epochs, overrides=list(set_), results_dir=results_dir, device=device,
+                     root=root, on_bad_media=on_bad_media, force=force)
+    with _progress() as p:
+        paths = run_request(req, RichReporter(p))
+    _print_results([read_result(x) for x in paths])
+
+
+def _print_results(results) -> None:
+    if not results:
+        return
+    r0 = results[0]
+    table = Table(title=f"{r0.method} ({r0.variant}) on {r0.dataset} / {r0.protocol}, modalities {r0.modalities}")
+    for col in ("seed", "WA (acc)", "UA", "weighted F1", "macro F1", "best valid", "epochs", "time s"):
+        table.add_column(col, justify="right")
+    for r in results:
+        t = r.test
+        table.add_row(str(r.seed), f"{t.accuracy * 100:.2f}", f"{t.ua * 100:.2f}", f"{t.weighted_f1 * 100:.2f}",
+                      f"{t.macro_f1 * 100:.2f}",
+                      ", ".join(f"{f.best_valid_score * 100:.2f}" for f in r.folds if f.best_valid_score is not None),
+                      ", ".join(str(f.epochs_run) for f in r.folds), f"{r.provenance.wall_time_s:.1f}")
+    if len(results) > 1:
+        import numpy as np
+
+        def ms(key):
+            v = np.array([getattr(r.test, key) for r in results]) * 100
+            return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+
+        table.add_row("mean", ms("accuracy"), ms("ua"), ms("weighted_f1"), ms("macro_f1"), "", "", "")
+    console.print(table)
+
+
+# -- leaderboard ------------------------------------------------------------------------
+
+
+@app.command()
+def leaderboard(results_dir: Path = typer.Option(Path("results"), "--results-dir", help="folder of result files"),
+                output: Optional[Path] = typer.Option(None, "--output", "-o", help="write markdown here (default: stdout)"),
+                title: str = typer.Option("merbench leaderboard", "--title")):
+    """Turn all result files into a markdown leaderboard."""
+    from .atomic import atomic_write_text
+    from merbench.leaderboard.render import render_markdown
+
+    if not results_dir.is_dir():
+        raise MerbenchError(f"results folder {results_dir} does not exist",
+                            fix="run `bench run <method> <dataset>` first, or pass --results-dir")
+    md = render_markdown(results_dir, title=title)
+    if output:
+        atomic_write_text(output, md)
+        console.print(f"leaderboard written to {output}")
+    else:
+        sys.stdout.write(md)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+@data_app.command("prepare")
+def data_prepare(dataset: str = typer.Argument(...), root: Optional[Path] = typer.Option(None, "--root")):
+    """Generate (synthetic) or validate a corpus so that runs can start."""
+    from .registry import get_dataset
+
+    adapter = get_dataset(dataset)(root)
+    adapter.prepare(progress=True)
+    corpus = adapter.load()
+    console.print(f"{dataset}: {len(corpus)} utterances in {len(corpus.dialogues())} dialogues at {corpus.root} "
+                  f"(modalities {','.join(corpus.modalities)})")
+
+
+@data_app.command("check")
+def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typer.Option(None, "--protocol", "-p"),
+               root: Optional[Path] = typer.Option(None, "--root")):
+    """Counts per split and class under a protocol, and missing media."""
+    from collections import Counter
+
+    from .registry import get_dataset
+
+    cls = get_dataset(dataset)
+    corpus = cls(root).load()
+    proto = cls.protocol(protocol)
+    splits = proto.build(corpus)
+    for fold in splits.folds:
+        table = Table(title=f"{dataset} / {proto.name} / {fold.name} (manifest {splits.manifest_hash[:12]})")
+        table.add_column("split")
+        for n in proto.label_names:
+            table.add_column(n, justify="right")
+        table.add_column("total", justify="right")
+        for s in ("train", "valid", "test"):
+            c = Counter(splits.labels[u] for u in fold.ids(s))
+            table.add_row(s, *[str(c.get(i, 0)) for i in range(len(proto.label_names))], str(len(fold.ids(s))))
+        console.print(table)
+    for attr, name in (("audio_path", "audio"), ("video_path", "video")):
+        paths = [getattr(u, attr) for u in corpus.utterances]
+        missing = sum(1 for p in paths if not p or not Path(p).exists())
+        console.print(f"{name}: {len(paths) - missing} present, {missing} missing")
+
+
+# -- features -------------------------------------------------------------------------------
+
+
+@features_app.command("extract")
+def features_extract(dataset: str = typer.Argument(...),
+                     extractor: str = typer.Option(..., "--extractor", "-e", help="bench list features"),
+                     root: Optional[Path] = typer.Option(None, "--root")):
+    """Extract one extractor's features for a whole corpus into the cache (resumable)."""
+    from .features.store import bad_media, extract_corpus
+    from .registry import get_dataset, get_feature
+
+    ext = get_feature(extractor)()
+    corpus = get_dataset(dataset)(root).load()
+    with _progress() as p:
+        task = p.add_task(f"extract {extractor}", total=len(corpus))
+        entry = extract_corpus(corpus, ext, progress=lambda d, t: p.update(task, completed=d, total=t))
+    bad = bad_media(entry)
+    console.print(f"{extractor}: {len(corpus)} utterances cached at {entry}" + (f", {len(bad)} unreadable" if bad else ""))
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, standalone_mode=False)
+        return 0
+    except MerbenchError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e.message}", highlight=False)
+        if e.fix:
+            err_console.print(f"[bold]fix:[/bold] {e.fix}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted: run the same command again to resume (finished folds and seeds are kept)")
+        return 130
+    except typer.Exit as e:
+        return e.exit_code
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

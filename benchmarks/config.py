@@ -1,0 +1,102 @@
+"""Plain-YAML method configs with ``include:`` for variants and ``--set key=value`` overrides.
+
+A method folder holds ``config.yaml``; a variant ``variants/<name>.yaml`` starts with
+``include: ../config.yaml`` and overrides keys. ``per_dataset: {<dataset>: {...}}`` and
+``per_protocol: {<protocol>: {...}}`` blocks apply when that dataset / protocol is run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import ConfigError
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"config {path}: include cycle through {' -> '.join(map(str, _seen))}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, not {type(data).__name__}")
+    includes = data.pop("include", None)
+    merged: dict = {}
+    for inc in [includes] if isinstance(includes, str) else (includes or []):
+        merged = deep_merge(merged, load_yaml(path.parent / inc, _seen + (path,)))
+    return deep_merge(merged, data)
+
+
+def variants(config_dir: Path | None) -> list[str]:
+    if not config_dir or not (Path(config_dir) / "variants").is_dir():
+        return []
+    return sorted(p.stem for p in (Path(config_dir) / "variants").glob("*.yaml"))
+
+
+def method_config(method_cls, variant: str = "default", dataset: str | None = None,
+                  protocol: str | None = None, overrides: Iterable[str] = ()) -> dict:
+    """The effective config of a method for a run: file, variant, dataset/protocol blocks, overrides."""
+    cdir = Path(method_cls.config_dir) if method_cls.config_dir else None
+    if variant in (None, "", "default"):
+        cfg = load_yaml(cdir / "config.yaml") if cdir and (cdir / "config.yaml").exists() else {}
+    else:
+        path = cdir / "variants" / f"{variant}.yaml" if cdir else None
+        if not path or not path.exists():
+            known = ", ".join(["default", *variants(cdir)])
+            raise ConfigError(f"method {method_cls.name} has no variant {variant!r}", fix=f"its variants are: {known}")
+        cfg = load_yaml(path)
+    per_ds = cfg.pop("per_dataset", {}) or {}
+    per_proto = cfg.pop("per_protocol", {}) or {}
+    if dataset and dataset in per_ds:
+        cfg = deep_merge(cfg, per_ds[dataset])
+    if protocol and protocol in per_proto:
+        cfg = deep_merge(cfg, per_proto[protocol])
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
+    """``["train.lr=0.001", "hidden=[256,128]"]``: dotted keys, values parsed as YAML."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad --set {item!r}", fix="write --set key=value, e.g. --set lr=0.001 or --set model.hidden=256")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = cfg
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.setdefault(p, {}), dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is not a mapping in the config")
+            node = node[p]
+        if parts[-1] not in node:
+            known = ", ".join(sorted(node)) or "(none)"
+            raise ConfigError(f"--set {item!r}: the config has no key {key.strip()!r}", fix=f"keys at that level: {known}")
+        node[parts[-1]] = value
+    return cfg
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()

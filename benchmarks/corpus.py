@@ -1,0 +1,95 @@
+"""The data model every corpus adapter produces: utterances grouped in dialogues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+MODALITIES = ("t", "a", "v")
+MODALITY_NAMES = {"t": "text", "a": "audio", "v": "video"}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance. ``uid`` is unique in the corpus and independent of any protocol.
+
+    ``label`` is the corpus' own emotion name (protocols may map or merge it); it is
+    ``None`` in every view the engine hands a method for prediction.
+    ``meta`` holds other annotations (session, sentiment, split, ...).
+    """
+
+    uid: str
+    dialogue_id: str
+    turn: int
+    speaker: str
+    text: str = ""
+    label: str | None = None
+    audio_path: str | None = None
+    video_path: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def without_labels(self) -> "Utterance":
+        """A copy with the label and all annotations removed (what a test view holds)."""
+        return replace(self, label=None, meta={})
+
+
+@dataclass
+class Corpus:
+    """All utterances of a corpus, in dialogue order (dialogue, then turn)."""
+
+    name: str
+    utterances: list[Utterance]
+    root: Path | None = None
+    modalities: tuple[str, ...] = MODALITIES
+
+    def __post_init__(self) -> None:
+        self._by_id = {}
+        for i, u in enumerate(self.utterances):
+            if u.uid in self._by_id:
+                raise ValueError(f"corpus {self.name}: duplicate utterance id {u.uid!r} (rows {self._by_id[u.uid]} and {i})")
+            self._by_id[u.uid] = i
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, uid: str) -> Utterance:
+        return self.utterances[self._by_id[uid]]
+
+    def __contains__(self, uid: str) -> bool:
+        return uid in self._by_id
+
+    def select(self, uids: Iterable[str]) -> list[Utterance]:
+        return [self[u] for u in uids]
+
+    def dialogues(self) -> dict[str, list[Utterance]]:
+        out: dict[str, list[Utterance]] = {}
+        for u in self.utterances:
+            out.setdefault(u.dialogue_id, []).append(u)
+        for d in out.values():
+            d.sort(key=lambda u: u.turn)
+        return out
+
+
+def parse_modalities(spec: str | Iterable[str] | None, allowed: Iterable[str] = MODALITIES) -> tuple[str, ...]:
+    """``"t,a,v"`` / ``"ta"`` / ``["t", "a"]`` -> ``("t", "a")`` in canonical order."""
+    from .errors import ConfigError
+
+    if spec is None:
+        return tuple(m for m in MODALITIES if m in allowed)
+    if isinstance(spec, str):
+        items = [s.strip() for s in spec.replace(",", " ").replace("+", " ").split()]
+        if len(items) == 1 and len(items[0]) > 1 and set(items[0]) <= set(MODALITIES):
+            items = list(items[0])
+    else:
+        items = list(spec)
+    long = {v: k for k, v in MODALITY_NAMES.items()}
+    items = [long.get(i, i) for i in items]
+    bad = [i for i in items if i not in MODALITIES]
+    if bad or not items:
+        raise ConfigError(f"bad modalities {spec!r}", fix="use a comma-separated subset of t (text), a (audio), v (video), e.g. --modalities t,a")
+    return tuple(m for m in MODALITIES if m in items)
+
+
+def modality_key(mods: Iterable[str]) -> str:
+    return "".join(m for m in MODALITIES if m in set(mods))

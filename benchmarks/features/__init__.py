@@ -1,0 +1,11 @@
+"""Feature extractors (text, audio, video) and their on-disk cache.
+
+Add an extractor: subclass :class:`merbench.interfaces.FeatureExtractor` in a module
+here and add its name to ``BUILTIN_FEATURES`` (lazy, so torch models load only when used).
+"""
+
+BUILTIN_FEATURES = {
+    "text-minilm": "merbench.features.text:MiniLMTextExtractor",
+    "audio-egemaps": "merbench.features.audio:EGeMAPSExtractor",
+    "video-facecrop": "merbench.features.video:FaceCropExtractor",
+}

@@ -1,0 +1,172 @@
+"""On-disk feature cache: per (corpus, extractor, version, settings), in numpy parts.
+
+Layout of one cache entry::
+
+    <cache_root>/<corpus>-<corpus fingerprint>/<extractor>/v<version>-<settings hash>/
+        meta.json            extractor, settings, dims, bad media (written last)
+        part-00000.npz       uids, pooled (n, D), frames (sum T, Df), frame_lengths, valid
+        ...
+
+Each part is written atomically, so a killed extraction resumes at the first missing
+part. A lock on the entry makes a concurrent run wait and then reuse the parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..atomic import atomic_write, atomic_write_json, file_lock
+from ..corpus import Corpus, Utterance
+from ..errors import FeatureShapeError, MediaError
+from ..interfaces import ExtractedItem, FeatureExtractor, FeatureTable
+from ..paths import cache_root
+
+log = logging.getLogger(__name__)
+
+PART_SIZE = 256
+BAD_MEDIA_POLICIES = ("error", "zero")
+
+
+def settings_hash(extractor: FeatureExtractor) -> str:
+    blob = json.dumps(extractor.settings(), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def corpus_fingerprint(corpus: Corpus) -> str:
+    root = str(Path(corpus.root).resolve()) if corpus.root else ""
+    return hashlib.sha256(f"{corpus.name}|{root}".encode()).hexdigest()[:10]
+
+
+def entry_dir(corpus: Corpus, extractor: FeatureExtractor, root: Path | None = None) -> Path:
+    root = Path(root) if root else cache_root()
+    return (root / f"{corpus.name}-{corpus_fingerprint(corpus)}" / extractor.name
+            / f"v{extractor.version}-{settings_hash(extractor)}")
+
+
+def _extract_part(extractor: FeatureExtractor, utts: Sequence[Utterance],
+                  bad: list[dict]) -> list[ExtractedItem | None]:
+    """Extract in the extractor's batches; a batch that fails on one file is redone item by
+    item so that only the unreadable files are lost (reported in ``bad``)."""
+    out: list[ExtractedItem | None] = []
+    bs = max(1, extractor.batch_size)
+    for i in range(0, len(utts), bs):
+        batch = utts[i:i + bs]
+        try:
+            items = extractor.extract(batch)
+            if len(items) != len(batch):
+                raise FeatureShapeError(f"extractor {extractor.name} returned {len(items)} items for {len(batch)} utterances")
+            out.extend(items)
+        except MediaError:
+            for u in batch:
+                try:
+                    out.extend(extractor.extract([u]))
+                except MediaError as e:
+                    bad.append({"uid": u.uid, "path": e.path, "reason": e.reason})
+                    out.append(None)
+    return out
+
+
+def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem | None]) -> dict:
+    good = [it for it in items if it is not None]
+    if not good:
+        raise MediaError(utts[0].audio_path or utts[0].video_path or utts[0].uid,
+                         f"no utterance in this block of {len(utts)} could be read")
+    dim = good[0].pooled.shape[-1]
+    fdim = good[0].frames.shape[-1] if good[0].frames is not None else 0
+    pooled = np.zeros((len(items), dim), dtype=np.float32)
+    lengths = np.zeros(len(items), dtype=np.int64)
+    frames, valid = [], np.zeros(len(items), dtype=bool)
+    for i, it in enumerate(items):
+        if it is None:
+            if fdim:
+                frames.append(np.zeros((1, fdim), dtype=np.float32))
+                lengths[i] = 1
+            continue
+        if it.pooled.shape != (dim,):
+            raise FeatureShapeError(f"utterance {utts[i].uid}: pooled features have shape {it.pooled.shape}, expected ({dim},)")
+        pooled[i] = it.pooled
+        valid[i] = True
+        if fdim:
+            f = np.asarray(it.frames, dtype=np.float32).reshape(-1, fdim)
+            if len(f) == 0:
+                f = np.zeros((1, fdim), dtype=np.float32)
+            frames.append(f)
+            lengths[i] = len(f)
+    arrays = {
+        "uids": np.array([u.uid for u in utts]),
+        "pooled": pooled,
+        "valid": valid,
+        "frame_lengths": lengths,
+        "frames": np.concatenate(frames) if frames else np.zeros((0, 0), dtype=np.float32),
+    }
+    atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+    return {"dim": dim, "frame_dim": fdim}
+
+
+def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Path:
+    """Extract (or finish extracting) features for every utterance of ``corpus``."""
+    entry = entry_dir(corpus, extractor, cache)
+    entry.mkdir(parents=True, exist_ok=True)
+    with file_lock(entry / ".lock"):
+        if (entry / "meta.json").exists():
+            if progress:
+                progress(len(corpus), len(corpus))
+            return entry
+        utts = corpus.utterances
+        parts = [utts[i:i + PART_SIZE] for i in range(0, len(utts), PART_SIZE)]
+        bad: list[dict] = []
+        dims: dict = {}
+        done = 0
+        for k, part in enumerate(parts):
+            path = entry / f"part-{k:05d}.npz"
+            if path.exists():  # resumed: this part was finished before an interruption
+                with np.load(path) as z:
+                    if list(z["uids"]) == [u.uid for u in part]:
+                        bad.extend({"uid": str(u), "path": "", "reason": "unreadable (earlier run)"}
+                                   for u, ok in zip(z["uids"], z["valid"]) if not ok)
+                        dims = dims or {"dim": int(z["pooled"].shape[1]),
+                                        "frame_dim": int(z["frames"].shape[1]) if z["frames"].size else 0}
+                        done += len(part)
+                        if progress:
+                            progress(done, len(utts))
+                        continue
+            items = _extract_part(extractor, part, bad)
+            dims = _save_part(path, part, items)
+            done += len(part)
+            if progress:
+                progress(done, len(utts))
+        meta = {"corpus": corpus.name, "root": str(corpus.root), "extractor": extractor.name,
+                "version": extractor.version, "settings": extractor.settings(), "parts": len(parts),
+                "count": len(utts), **dims, "bad_media": bad}
+        atomic_write_json(entry / "meta.json", meta)
+    if bad:
+        log.warning("%s: %d unreadable media files were zero-filled, e.g. %s", extractor.name, len(bad), bad[0])
+    return entry
+
+
+def load_table(entry: Path, uids: Sequence[str] | None = None, frames: bool = True) -> FeatureTable:
+    meta = json.loads((entry / "meta.json").read_text())
+    all_uids, pooled, valid, seqs = [], [], [], []
+    for k in range(meta["parts"]):
+        with np.load(entry / f"part-{k:05d}.npz") as z:
+            all_uids.extend(str(u) for u in z["uids"])
+            pooled.append(z["pooled"])
+            valid.append(z["valid"])
+            if frames and meta.get("frame_dim"):
+                offsets = np.concatenate([[0], np.cumsum(z["frame_lengths"])])
+                fr = z["frames"]
+                seqs.extend(fr[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1))
+    table = FeatureTable(meta["extractor"], all_uids, np.concatenate(pooled),
+                         seqs if seqs else None, np.concatenate(valid))
+    return table.subset(uids) if uids is not None else table
+
+
+def bad_media(entry: Path) -> list[dict]:
+    return json.loads((entry / "meta.json").read_text()).get("bad_media", [])

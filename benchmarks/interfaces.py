@@ -1,0 +1,294 @@
+"""The small interfaces every plugin implements.
+
+- :class:`DatasetAdapter`: reads a corpus into :class:`~merbench.corpus.Utterance` s
+  and names its protocols.
+- :class:`FeatureExtractor`: turns utterances into pooled vectors and/or frame
+  sequences (cached by :mod:`merbench.features.store`).
+- :class:`Method`: ``fit(train, valid)`` then ``predict(split)``. Neural methods
+  subclass :class:`merbench.trainer.TorchMethod`, whose trainer owns the loop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import numpy as np
+
+from .corpus import Corpus, Utterance
+from .protocols import Protocol
+
+# -- metadata ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportedResult:
+    """A number a paper reports, with the protocol it was measured under."""
+
+    dataset: str
+    protocol: str
+    metric: str  # a key of the metrics dict, e.g. "weighted_f1", "accuracy", "ua"
+    value: float  # in percent, as papers print it
+    modalities: str = "tav"
+    source: str = ""  # where the number is printed (paper table, README)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MethodMetadata:
+    title: str
+    authors: str = ""
+    venue: str = ""
+    year: int | None = None
+    code_url: str = ""
+    paper_url: str = ""
+    bibtex: str = ""
+    reported: tuple[ReportedResult, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetMetadata:
+    title: str
+    url: str = ""
+    license: str = ""
+    citation: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """Which extractor feeds a modality, and at which level."""
+
+    extractor: str
+    level: Literal["pooled", "frames"] = "pooled"
+
+
+# -- data handed to methods ----------------------------------------------------------
+
+
+@dataclass
+class FeatureTable:
+    """Features of one extractor for a list of utterances, in that list's order.
+
+    ``pooled`` is (N, D). ``frames`` holds one (T_i, D_f) array per utterance (or is None
+    when the extractor has no frame level). ``valid`` is False where the media was
+    unreadable and the features are zeros (the ``--on-bad-media zero`` policy).
+    """
+
+    extractor: str
+    uids: list[str]
+    pooled: np.ndarray
+    frames: list[np.ndarray] | None = None
+    valid: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.pooled.ndim != 2 or self.pooled.shape[0] != len(self.uids):
+            from .errors import FeatureShapeError
+
+            raise FeatureShapeError(
+                f"features of {self.extractor}: pooled array has shape {self.pooled.shape}, expected ({len(self.uids)}, D)",
+                fix="delete the feature cache for this extractor and extract again (bench features extract)",
+            )
+        if self.valid is None:
+            self.valid = np.ones(len(self.uids), dtype=bool)
+
+    @property
+    def dim(self) -> int:
+        return int(self.pooled.shape[1])
+
+    @property
+    def frame_dim(self) -> int | None:
+        return None if not self.frames else int(self.frames[0].shape[1])
+
+    def subset(self, uids: Sequence[str]) -> "FeatureTable":
+        index = {u: i for i, u in enumerate(self.uids)}
+        missing = [u for u in uids if u not in index]
+        if missing:
+            from .errors import FeatureShapeError
+
+            raise FeatureShapeError(f"features of {self.extractor} lack {len(missing)} utterances, e.g. {missing[:3]}",
+                                    fix="extract features again for this corpus")
+        rows = [index[u] for u in uids]
+        return FeatureTable(
+            self.extractor, list(uids), self.pooled[rows],
+            None if self.frames is None else [self.frames[r] for r in rows], self.valid[rows],
+        )
+
+
+@dataclass
+class SplitData:
+    """One split as a method sees it. For the split a method predicts, ``labels`` is None
+    and the utterances carry no labels or annotations."""
+
+    name: str
+    utterances: list[Utterance]
+    features: dict[str, FeatureTable]  # modality -> features aligned with utterances
+    label_names: tuple[str, ...]
+    labels: np.ndarray | None = None  # class indices, aligned with utterances
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    @property
+    def uids(self) -> list[str]:
+        return [u.uid for u in self.utterances]
+
+    def dialogues(self) -> list[list[int]]:
+        """Row indices grouped by dialogue, each in turn order; dialogues in first-seen order."""
+        groups: dict[str, list[int]] = {}
+        for i, u in enumerate(self.utterances):
+            groups.setdefault(u.dialogue_id, []).append(i)
+        return [sorted(rows, key=lambda r: self.utterances[r].turn) for rows in groups.values()]
+
+
+@dataclass
+class FitReport:
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    best_valid_score: float | None = None
+    select_metric: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- plugins --------------------------------------------------------------------------
+
+
+class DatasetAdapter(ABC):
+    """Reads one corpus. Subclasses set the class attributes and implement ``load``."""
+
+    name: ClassVar[str]
+    metadata: ClassVar[DatasetMetadata]
+    modalities: ClassVar[tuple[str, ...]] = ("t", "a", "v")
+    default_protocol: ClassVar[str]
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).expanduser() if root else self.default_root()
+
+    def default_root(self) -> Path:
+        from .paths import data_root
+
+        return data_root() / self.name
+
+    @classmethod
+    @abstractmethod
+    def protocols(cls) -> list[Protocol]:
+        """The named protocols this corpus supports."""
+
+    @classmethod
+    def protocol(cls, name: str | None = None) -> Protocol:
+        from .errors import UnknownNameError
+        import difflib
+
+        protos = {p.name: p for p in cls.protocols()}
+        name = name or cls.default_protocol
+        if name not in protos:
+            close = difflib.get_close_matches(name, list(protos), n=3, cutoff=0.4)
+            raise UnknownNameError(
+                f"dataset {cls.name} has no protocol {name!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else ""),
+                fix=f"its protocols are: {', '.join(protos)}",
+            )
+        return protos[name]
+
+    @abstractmethod
+    def load(self) -> Corpus:
+        """Read the corpus from ``self.root``; raise CorpusNotFoundError naming what is missing."""
+
+    def prepare(self, progress: bool = True) -> None:
+        """Generate, convert or validate the corpus where that is needed (default: validate by loading)."""
+        self.load()
+
+
+class FeatureExtractor(ABC):
+    """Turns utterances of one modality into features. Cached by (corpus, name, version, settings)."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    modality: ClassVar[str]  # "t", "a" or "v"
+    levels: ClassVar[tuple[str, ...]] = ("pooled",)  # and "frames" where it has them
+    batch_size: int = 32
+
+    def settings(self) -> dict[str, Any]:
+        """Everything besides name and version that changes the output (part of the cache key)."""
+        return {}
+
+    def output_dim(self, level: str = "pooled") -> int:
+        """Feature size at ``level``, known without extracting (used to size models in ``bench info``)."""
+        raise NotImplementedError(f"extractor {self.name} does not state its output size")
+
+    @abstractmethod
+    def extract(self, utterances: Sequence[Utterance]) -> list["ExtractedItem"]:
+        """Features for a batch of utterances, in order. Raise MediaError for an unreadable file."""
+
+
+@dataclass
+class ExtractedItem:
+    pooled: np.ndarray  # (D,)
+    frames: np.ndarray | None = None  # (T, D_f)
+
+
+class Method(ABC):
+    """A method: a name, the modalities it can use, its features, and fit / predict.
+
+    The engine constructs it once per (fold, seed), calls ``fit(train, valid)``, then
+    ``predict(test)`` on a split whose labels are hidden. Model selection must use
+    ``valid`` only; the engine never gives a method test labels.
+    """
+
+    name: ClassVar[str]
+    metadata: ClassVar[MethodMetadata]
+    modalities: ClassVar[tuple[str, ...]] = ("t", "a", "v")
+    unit: ClassVar[Literal["utterance", "dialogue"]] = "utterance"
+    # Folder holding config.yaml (and variants/); set by subclasses to Path(__file__).parent
+    config_dir: ClassVar[Path | None] = None
+
+    def __init__(self, config: dict, modalities: tuple[str, ...], label_names: tuple[str, ...],
+                 seed: int = 0, device: str = "cpu", workdir: Path | None = None):
+        self.config = config
+        self.modalities = tuple(modalities)
+        self.label_names = tuple(label_names)
+        self.num_classes = len(label_names)
+        self.seed = seed
+        self.device = device
+        self.workdir = workdir
+
+    @classmethod
+    def modality_subsets(cls) -> list[tuple[str, ...]]:
+        """Every non-empty subset of the declared modalities (override to narrow)."""
+        from itertools import combinations
+
+        mods = cls.modalities
+        return [c for r in range(1, len(mods) + 1) for c in combinations(mods, r)]
+
+    @classmethod
+    def feature_requests(cls, config: dict, modalities: Sequence[str]) -> dict[str, FeatureRequest]:
+        """modality -> extractor, read from ``config['features']`` (e.g. ``{t: text-minilm}``)."""
+        feats = config.get("features", {})
+        out = {}
+        for m in modalities:
+            spec = feats.get(m)
+            if spec is None:
+                from .errors import ConfigError
+
+                raise ConfigError(f"method {cls.name}: config has no feature extractor for modality {m!r}",
+                                  fix=f"add features.{m}: <extractor> to its config")
+            if isinstance(spec, str):
+                out[m] = FeatureRequest(spec)
+            else:
+                out[m] = FeatureRequest(spec["extractor"], spec.get("level", "pooled"))
+        return out
+
+    @abstractmethod
+    def fit(self, train: SplitData, valid: SplitData) -> FitReport:
+        """Train on ``train``; select epochs / hyper-parameters on ``valid`` only."""
+
+    @abstractmethod
+    def predict(self, split: SplitData) -> np.ndarray:
+        """Class probabilities (N, C) or scores for every utterance of ``split``, in order."""
+
+    def num_parameters(self, input_dims: dict[str, int] | None = None) -> int | None:
+        """Trainable parameters of the built model (None for non-parametric methods)."""
+        return None

@@ -1,0 +1,151 @@
+"""One registry per kind of plugin: methods, datasets, feature extractors.
+
+Entries are either classes registered with a decorator, or lazy ``"module:Class"``
+strings imported on first use (so ``bench list`` does not import torch models).
+Duplicate names are rejected; unknown names are answered with the closest matches.
+Out-of-tree plugins register through the entry-point groups ``merbench.methods``,
+``merbench.datasets`` and ``merbench.features``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib import metadata as importlib_metadata
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+def import_object(ref: str):
+    """Import ``"package.module:Attr"``."""
+    module_name, _, attr = ref.partition(":")
+    if not attr:
+        raise ValueError(f"lazy reference {ref!r} must look like 'package.module:Class'")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr)
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, T | str] = {}
+        self._entry_points_loaded = False
+
+    # -- registration -------------------------------------------------------
+    def add(self, name: str, obj: T | str) -> None:
+        name = name.strip()
+        existing = self._entries.get(name)
+        if existing is not None and existing is not obj and not self._same(existing, obj):
+            raise ValueError(f"duplicate {self.kind} name {name!r}: already registered as {existing!r}")
+        self._entries[name] = obj
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator: ``@METHODS.register("mlp")``."""
+
+        def decorator(obj: T) -> T:
+            setattr(obj, "name", name)
+            self.add(name, obj)
+            return obj
+
+        return decorator
+
+    def add_lazy(self, table: dict[str, str]) -> None:
+        for name, ref in table.items():
+            self.add(name, ref)
+
+    @staticmethod
+    def _same(a, b) -> bool:
+        # A lazy "module:Class" string and the class it names are the same entry.
+        def ref(x):
+            return x if isinstance(x, str) else f"{x.__module__}:{x.__qualname__}"
+
+        return ref(a) == ref(b)
+
+    # -- lookup ---------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded or not self.entry_point_group:
+            return
+        self._entry_points_loaded = True
+        for ep in importlib_metadata.entry_points(group=self.entry_point_group):
+            if ep.name not in self._entries:
+                self._entries[ep.name] = ep.value
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._load_entry_points()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=n, cutoff=0.4)
+        # Also offer names that contain what was typed ("blstm" -> "multifocus_blstm").
+        for cand in names:
+            if name and name.lower() in cand.lower() and cand not in close:
+                close.append(cand)
+        return close[:n]
+
+    def get(self, name: str) -> T:
+        self._load_entry_points()
+        if name not in self._entries:
+            close = self.suggest(name)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else None
+            known = ", ".join(self.names()) or "(none)"
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}" + (f"; {hint}" if hint else ""),
+                fix=f"run `bench list {self.kind}s` to see them all (known: {known})",
+            )
+        obj = self._entries[name]
+        if isinstance(obj, str):
+            obj = import_object(obj)
+            registered_name = getattr(obj, "name", name)
+            if registered_name != name:
+                raise ValueError(f"{self.kind} {name!r} resolves to {obj!r}, which is named {registered_name!r}")
+            self._entries[name] = obj
+        return obj  # type: ignore[return-value]
+
+
+METHODS: Registry = Registry("method", "merbench.methods")
+DATASETS: Registry = Registry("dataset", "merbench.datasets")
+FEATURES: Registry = Registry("feature", "merbench.features")
+
+_builtins_loaded = False
+
+
+def load_builtins() -> None:
+    """Add the lazy tables of the in-tree methods, corpora and extractors."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    from merbench.datasets import BUILTIN_DATASETS
+    from merbench.features import BUILTIN_FEATURES
+    from merbench.methods import BUILTIN_METHODS
+
+    METHODS.add_lazy(BUILTIN_METHODS)
+    DATASETS.add_lazy(BUILTIN_DATASETS)
+    FEATURES.add_lazy(BUILTIN_FEATURES)
+
+
+def get_method(name: str):
+    load_builtins()
+    return METHODS.get(name)
+
+
+def get_dataset(name: str):
+    load_builtins()
+    return DATASETS.get(name)
+
+
+def get_feature(name: str):
+    load_builtins()
+    return FEATURES.get(name)

@@ -1,0 +1,123 @@
+"""The result file: one JSON per (method, variant, dataset, protocol, modalities, seed, config).
+
+Typed with pydantic; ``schema_version`` changes whenever a field's meaning changes.
+Written atomically next to per-utterance predictions (CSV) and two PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .atomic import atomic_write_text
+from .errors import MerbenchError
+
+SCHEMA_VERSION = 1
+
+
+class ClassScores(BaseModel):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Metrics(BaseModel):
+    """Scores in [0, 1]. ``accuracy`` is WA (weighted accuracy), ``ua`` mean per-class recall."""
+
+    accuracy: float
+    ua: float
+    weighted_f1: float
+    macro_f1: float
+    per_class: dict[str, ClassScores] = Field(default_factory=dict)
+    confusion: list[list[int]] = Field(default_factory=list)  # rows gold, columns predicted
+    n: int = 0
+
+
+class FoldResult(BaseModel):
+    name: str
+    n_train: int
+    n_valid: int
+    n_test: int
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    best_valid_score: float | None = None
+    test: Metrics
+    history: list[dict[str, float]] = Field(default_factory=list)
+
+
+class Provenance(BaseModel):
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    merbench_version: str = ""
+    python: str = ""
+    packages: dict[str, str] = Field(default_factory=dict)
+    device: str = ""
+    hostname: str = ""
+    started_at: str = ""
+    wall_time_s: float = 0.0
+    command: str = ""
+
+
+class RunResult(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    method: str
+    variant: str = "default"
+    dataset: str
+    protocol: str
+    protocol_version: str
+    manifest_hash: str
+    as_published: bool = False
+    label_names: list[str]
+    modalities: str  # canonical key, e.g. "tav"
+    features: dict[str, str] = Field(default_factory=dict)  # modality -> extractor@version
+    seed: int
+    config: dict[str, Any]
+    config_hash: str
+    headline_metric: str = "weighted_f1"
+    select_metric: str = ""
+    fold_combination: str = ""
+    folds: list[FoldResult]
+    test: Metrics  # combined over folds
+    parameters: int | None = None
+    bad_media: int = 0
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    def run_key(self) -> str:
+        return f"{self.variant}-{self.modalities}-seed{self.seed}-{self.config_hash[:8]}"
+
+
+def result_dir(results_root: Path, dataset: str, protocol: str, method: str) -> Path:
+    return Path(results_root) / dataset / protocol / method
+
+
+def result_path(results_root: Path, r: RunResult) -> Path:
+    return result_dir(results_root, r.dataset, r.protocol, r.method) / f"{r.run_key()}.json"
+
+
+def write_result(results_root: Path, r: RunResult) -> Path:
+    path = result_path(results_root, r)
+    atomic_write_text(path, r.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_result(path: Path) -> RunResult:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MerbenchError(f"cannot read result file {path}: {e}", fix="delete it and run again") from e
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise MerbenchError(f"result file {path} has schema version {data.get('schema_version')}, expected {SCHEMA_VERSION}",
+                            fix="re-run it with this version of merbench")
+    return RunResult.model_validate(data)
+
+
+def iter_results(results_root: Path):
+    """Every result under ``results_root`` (sorted, so output is stable)."""
+    for path in sorted(Path(results_root).rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        yield path, read_result(path)

@@ -1,0 +1,263 @@
+"""``bench run``: one method, one corpus, one protocol, some seeds -> result files.
+
+The runner is where the protocol is enforced. A method gets the training and
+validation splits for ``fit`` and, only after ``fit`` has returned, the test split with
+its labels and annotations removed for ``predict``; the runner alone holds the test
+labels and scores the predictions. Finished folds and finished seeds are stored, so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .atomic import atomic_write_json, atomic_write_text
+from .config import config_hash, method_config
+from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
+from .errors import ConfigError, MediaError, MerbenchError
+from .features.store import bad_media, extract_corpus, load_table
+from .interfaces import FeatureTable, Method, SplitData
+from .metrics import classification_metrics, combine_folds
+from .paths import home
+from .protocols import Fold, ProtocolSplits
+from .provenance import collect
+from .registry import get_dataset, get_feature, get_method
+from .results import FoldResult, Metrics, RunResult, result_path, write_result
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunRequest:
+    method: str
+    dataset: str
+    protocol: str | None = None
+    modalities: str | Sequence[str] | None = None
+    seeds: list[int] | None = None  # None: the protocol's default number of seeds, 0..n-1
+    variant: str = "default"
+    epochs: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    results_dir: Path = Path("results")
+    device: str = "cpu"
+    root: Path | None = None
+    on_bad_media: str = "error"  # or "zero": unreadable media become zero features, reported
+    force: bool = False  # re-run seeds whose result already exists
+
+
+class Reporter:
+    """How the runner talks to the user; the CLI plugs rich progress bars in here."""
+
+    def stage(self, message: str) -> None:
+        log.info(message)
+
+    def progress(self, task: str, done: int, total: int) -> None:
+        pass
+
+    def epoch(self, label: str, epoch: int, total: int, row: dict) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        log.warning(message)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
+
+
+def resolve(req: RunRequest):
+    """Look everything up and validate it before any work starts."""
+    method_cls = get_method(req.method)
+    adapter_cls = get_dataset(req.dataset)
+    protocol = adapter_cls.protocol(req.protocol)
+    default_mods = [m for m in method_cls.modalities if m in adapter_cls.modalities]
+    mods = parse_modalities(req.modalities if req.modalities else default_mods)
+    unsupported = [m for m in mods if m not in method_cls.modalities]
+    if unsupported:
+        raise ConfigError(f"method {method_cls.name} cannot use modality {', '.join(unsupported)}",
+                          fix=f"it supports: {','.join(method_cls.modalities)}")
+    config = method_config(method_cls, req.variant, adapter_cls.name, protocol.name, req.overrides)
+    if req.epochs is not None:
+        if "train" not in config:
+            raise ConfigError(f"method {method_cls.name} has no epochs to set", fix="drop --epochs")
+        config["train"]["epochs"] = int(req.epochs)
+    return method_cls, adapter_cls, protocol, mods, config
+
+
+def _check_modalities(corpus: Corpus, mods: Sequence[str], dataset: str) -> None:
+    missing = [m for m in mods if m not in corpus.modalities]
+    if missing:
+        names = ", ".join(MODALITY_NAMES[m] for m in missing)
+        have = ",".join(corpus.modalities) or "none"
+        raise ConfigError(
+            f"corpus {dataset} at {corpus.root} has no {names} files",
+            fix=f"run with --modalities {have}, or point --root at a copy of the corpus that has its media")
+
+
+def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_media: str) -> tuple[dict[str, FeatureTable], dict[str, str], int]:
+    tables, names, n_bad = {}, {}, 0
+    for m, req in requests.items():
+        extractor = get_feature(req.extractor)()
+        if extractor.modality != m:
+            raise ConfigError(f"extractor {req.extractor} gives {MODALITY_NAMES[extractor.modality]} features, "
+                              f"but the config uses it for {MODALITY_NAMES[m]}")
+        reporter.stage(f"features: {req.extractor} ({MODALITY_NAMES[m]})")
+        entry = extract_corpus(corpus, extractor, progress=lambda d, t, n=req.extractor: reporter.progress(f"extract {n}", d, t))
+        bad = bad_media(entry)
+        if bad:
+            listing = "; ".join(f"{b['path'] or b['uid']}: {b['reason']}" for b in bad[:5])
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            if on_bad_media == "error":
+                raise MediaError(bad[0]["path"] or bad[0]["uid"],
+                                 f"{len(bad)} unreadable media file(s) for {req.extractor}: {listing}{more}",
+                                 fix="replace or remove these files, or run with --on-bad-media zero to use zero "
+                                     "features for them (the good files are cached already)")
+            reporter.warn(f"{req.extractor}: {len(bad)} unreadable media file(s) zero-filled: {listing}{more}")
+            n_bad += len(bad)
+        tables[m] = load_table(entry, frames=req.level == "frames")
+        names[m] = f"{req.extractor}@v{extractor.version}"
+    return tables, names, n_bad
+
+
+def feature_dims(requests: dict) -> dict[str, int]:
+    """modality -> input size of each requested feature, without extracting anything."""
+    return {m: get_feature(r.extractor)().output_dim(r.level) for m, r in requests.items()}
+
+
+def split_data(name: str, uids: Sequence[str], corpus: Corpus, tables: dict[str, FeatureTable],
+               splits: ProtocolSplits, with_labels: bool) -> SplitData:
+    utts = corpus.select(uids)
+    if not with_labels:
+        utts = [u.without_labels() for u in utts]
+    return SplitData(
+        name=name, utterances=utts, features={m: t.subset(uids) for m, t in tables.items()},
+        label_names=splits.protocol.label_names,
+        labels=np.array([splits.labels[u] for u in uids], dtype=np.int64) if with_labels else None,
+    )
+
+
+def _predictions_csv(rows: list[tuple], label_names: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["uid", "fold", "gold", "pred", *[f"p_{n}" for n in label_names]])
+    for uid, fold, gold, probs in rows:
+        w.writerow([uid, fold, label_names[gold], label_names[int(np.argmax(probs))], *[f"{p:.5f}" for p in probs]])
+    return buf.getvalue()
+
+
+def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Path, fold: Fold,
+             corpus: Corpus, tables, splits: ProtocolSplits, reporter: Reporter, label: str):
+    """Fit on train (selecting on valid), then predict the label-free test split."""
+    from .trainer import TorchMethod
+
+    done_file = workdir / "fold.json"
+    if done_file.exists():  # finished before an interruption
+        saved = __import__("json").loads(done_file.read_text())
+        reporter.stage(f"{label}: reusing finished fold")
+        return FoldResult.model_validate(saved["fold"]), np.array(saved["probs"], dtype=np.float32), saved.get("parameters")
+    train = split_data("train", fold.train, corpus, tables, splits, True)
+    valid = split_data("valid", fold.valid, corpus, tables, splits, True)
+    method: Method = method_cls(config, mods, splits.protocol.label_names, seed=seed, device=device, workdir=workdir)
+    if isinstance(method, TorchMethod):
+        report = method.fit(train, valid, on_epoch=lambda e, t, row: reporter.epoch(label, e, t, row))
+    else:
+        report = method.fit(train, valid)
+    # Only now does the method see the test split, without labels or annotations.
+    test = split_data("test", fold.test, corpus, tables, splits, False)
+    probs = np.asarray(method.predict(test), dtype=np.float32)
+    if probs.shape != (len(test), len(splits.protocol.label_names)):
+        raise MerbenchError(f"method {method_cls.name}: predict returned shape {probs.shape}, expected "
+                            f"({len(test)}, {len(splits.protocol.label_names)})")
+    gold = [splits.labels[u] for u in fold.test]
+    metrics = classification_metrics(gold, probs.argmax(1), splits.protocol.label_names)
+    fr = FoldResult(name=fold.name, n_train=len(train), n_valid=len(valid), n_test=len(test),
+                    epochs_run=report.epochs_run, best_epoch=report.best_epoch,
+                    best_valid_score=report.best_valid_score, test=metrics, history=report.history)
+    params = method.num_parameters()
+    atomic_write_json(done_file, {"fold": fr.model_dump(), "probs": probs.round(6).tolist(), "parameters": params,
+                                  "select_metric": report.select_metric})
+    ckpt = workdir / "checkpoint.pt"
+    if ckpt.exists():
+        ckpt.unlink()  # the fold is finished; its scores and predictions are kept in fold.json
+    return fr, probs, params
+
+
+def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
+    reporter = reporter or Reporter()
+    method_cls, adapter_cls, protocol, mods, config = resolve(req)
+    requests = method_cls.feature_requests(config, mods)
+    for r in requests.values():
+        get_feature(r.extractor)  # unknown extractor names fail before the corpus is read
+    reporter.stage(f"corpus: {adapter_cls.name}")
+    corpus = adapter_cls(req.root).load()
+    _check_modalities(corpus, mods, adapter_cls.name)
+    splits = protocol.build(corpus)
+    reporter.stage(f"protocol: {protocol.name} v{protocol.version}, folds: {len(splits.folds)}, "
+                   f"manifest {splits.manifest_hash[:12]}")
+    tables, feature_names, n_bad = load_features(corpus, requests, reporter, req.on_bad_media)
+    seeds = req.seeds if req.seeds is not None else list(range(protocol.default_seeds))
+    chash = config_hash(config)
+    mkey = modality_key(mods)
+    written = []
+    for seed in seeds:
+        t0 = time.time()
+        prov = collect(req.device, command=" ".join(shlex.quote(a) for a in sys.argv))
+        stub = RunResult(method=method_cls.name, variant=req.variant, dataset=adapter_cls.name, protocol=protocol.name,
+                         protocol_version=protocol.version, manifest_hash=splits.manifest_hash, label_names=[],
+                         modalities=mkey, seed=seed, config=config, config_hash=chash, folds=[],
+                         test=Metrics(accuracy=0, ua=0, weighted_f1=0, macro_f1=0))
+        out = result_path(req.results_dir, stub)
+        if out.exists() and not req.force:
+            reporter.stage(f"seed {seed}: result exists, skipped ({out})")
+            written.append(out)
+            continue
+        fold_results, all_probs, gold_all, pred_rows, params, select = [], [], [], [], None, ""
+        for k, fold in enumerate(splits.folds):
+            label = f"seed {seed}" + (f" fold {k + 1}/{len(splits.folds)}" if len(splits.folds) > 1 else "")
+            workdir = (home() / "runs" / adapter_cls.name / protocol.name / method_cls.name / stub.run_key()
+                       / f"{splits.manifest_hash[:12]}-{_safe(fold.name)}")
+            fr, probs, params = run_fold(method_cls, config, mods, seed, req.device, workdir, fold, corpus, tables,
+                                         splits, reporter, label)
+            fold_results.append(fr)
+            gold = [splits.labels[u] for u in fold.test]
+            gold_all += gold
+            all_probs.append(probs)
+            pred_rows += [(u, fold.name, g, p) for u, g, p in zip(fold.test, gold, probs)]
+        preds = np.concatenate(all_probs).argmax(1)
+        combined = combine_folds([f.test for f in fold_results], gold_all, preds, protocol.label_names)
+        prov.wall_time_s = round(time.time() - t0, 2)
+        result = stub.model_copy(update=dict(
+            label_names=list(protocol.label_names), as_published=protocol.as_published, features=feature_names,
+            headline_metric=protocol.headline_metric, select_metric=config.get("train", {}).get("select_metric", ""),
+            fold_combination=protocol.fold_combination if len(fold_results) > 1 else "single split",
+            folds=fold_results, test=combined, parameters=params, bad_media=n_bad, provenance=prov))
+        # Side files first, the result JSON last: a result file means a complete run.
+        atomic_write_text(out.with_suffix(".predictions.csv"), _predictions_csv(pred_rows, protocol.label_names))
+        _plots(result, out, reporter)
+        write_result(req.results_dir, result)
+        reporter.stage(f"seed {seed}: {protocol.headline_metric} {getattr(combined, protocol.headline_metric) * 100:.2f} -> {out}")
+        written.append(out)
+    return written
+
+
+def _plots(result: RunResult, out: Path, reporter: Reporter) -> None:
+    try:
+        from merbench.leaderboard.plots import save_confusion_png, save_curves_png
+    except ImportError as e:  # plotting is a convenience; a run must not fail on it
+        reporter.warn(f"plots skipped: {e}")
+        return
+    title = f"{result.method} on {result.dataset}/{result.protocol} ({result.modalities}, seed {result.seed})"
+    save_confusion_png(result.test.confusion, result.label_names, out.with_suffix(".confusion.png"), title=title)
+    history = [dict(h, fold=i) for i, f in enumerate(result.folds) for h in f.history] if len(result.folds) > 1 \
+        else (result.folds[0].history if result.folds else [])
+    save_curves_png(history, out.with_suffix(".curves.png"), title=title)

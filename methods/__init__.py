@@ -1,0 +1,11 @@
+"""Methods: one folder per method (model, method, config.yaml, variants/, README.md).
+
+Add a method: create its folder and add ``name: "merbench.methods.<folder>.method:Class"``
+below. Methods outside this repository register through the ``merbench.methods``
+entry-point group instead.
+"""
+
+BUILTIN_METHODS = {
+    "majority": "merbench.methods.majority.method:MajorityMethod",
+    "mlp": "merbench.methods.mlp.method:MLPMethod",
+}

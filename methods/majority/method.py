@@ -1,0 +1,37 @@
+"""Majority-class baseline: predicts the most frequent training label. The floor every
+method must beat; it also exercises the generic (non-torch) fit / predict contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from merbench.interfaces import FitReport, Method, MethodMetadata, SplitData
+
+
+class MajorityMethod(Method):
+    name = "majority"
+    modalities = ("t", "a", "v")  # it reads no features at all; any subset is accepted
+    config_dir = Path(__file__).parent
+    metadata = MethodMetadata(
+        title="Majority-class baseline",
+        description="Predicts the most frequent class of the training split for every utterance.",
+    )
+
+    @classmethod
+    def modality_subsets(cls):
+        return [("t",)]
+
+    @classmethod
+    def feature_requests(cls, config, modalities):
+        return {}
+
+    def fit(self, train: SplitData, valid: SplitData) -> FitReport:
+        counts = np.bincount(train.labels, minlength=self.num_classes)
+        self.prior = counts / counts.sum()
+        valid_acc = float((valid.labels == self.prior.argmax()).mean())
+        return FitReport(epochs_run=0, best_valid_score=valid_acc, select_metric="accuracy")
+
+    def predict(self, split: SplitData) -> np.ndarray:
+        return np.tile(self.prior.astype(np.float32), (len(split), 1))
