@@ -307,7 +307,7 @@ class TorchMethod(Method):
                 if t["grad_clip"]:
                     nn.utils.clip_grad_norm_(self.model.parameters(), t["grad_clip"])
                 optimizer.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
             if scheduler is not None:
                 scheduler.step()
             probs, valid_loss = self._probabilities(valid)

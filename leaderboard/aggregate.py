@@ -1,0 +1,319 @@
+"""Group result files into leaderboard sections and rows (pure functions, no printing).
+
+A *section* is one (dataset, protocol, manifest hash): results of one protocol whose
+split manifests differ were made on different splits, so they are never averaged
+together; each manifest gets its own section and all of them are flagged.
+A *row* is one (method, variant, modalities, config hash) within a section; its
+statistics are over seeds. Every score here is in percent (result files hold [0, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from merbench.results import Metrics, RunResult, iter_results
+
+SCALAR_METRICS: tuple[str, ...] = ("accuracy", "ua", "weighted_f1", "macro_f1")
+
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "WA",
+    "ua": "UA",
+    "weighted_f1": "W-F1",
+    "macro_f1": "M-F1",
+}
+
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    "accuracy": "weighted accuracy (overall accuracy)",
+    "ua": "unweighted accuracy (mean per-class recall)",
+    "weighted_f1": "support-weighted F1",
+    "macro_f1": "macro F1 (unweighted mean of per-class F1)",
+}
+
+MethodLookup = Callable[[str], Any]
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+@dataclass(frozen=True)
+class MetricStat:
+    """Mean and sample standard deviation (ddof=1) over seeds, in percent.
+
+    ``std`` is None when fewer than two finite values exist; ``n`` counts the finite values.
+    """
+
+    mean: float | None
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> "MetricStat":
+        vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        if not vals:
+            return cls(None, None, 0)
+        mean = statistics.fmean(vals)
+        std = statistics.stdev(vals) if len(vals) > 1 else None
+        return cls(mean, std, len(vals))
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    """What the method's paper reports for this dataset / protocol / modalities."""
+
+    headline: Any | None  # merbench.interfaces.ReportedResult for the headline metric, if reported
+    all: tuple[Any, ...] = ()  # every matching ReportedResult (any metric), in declared order
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    method: str
+    variant: str
+    modalities: str
+    config_hash: str
+    manifest_hash: str
+    as_published: bool
+    seeds: tuple[int, ...]
+    n: int
+    headline_metric: str
+    metrics: dict[str, MetricStat]  # scalar metric -> stats over seeds
+    per_class_f1: dict[str, MetricStat]  # label -> stats over seeds
+    paper: PaperNumber | None  # None: method unknown, failed to import, or reports nothing here
+    paper_error: str | None = None  # why no paper lookup was possible (unregistered, import error)
+    parameters: int | None = None
+    bad_media: int = 0  # largest count of unreadable media over the seeds
+    files: tuple[str, ...] = ()  # result files, relative to the results root, sorted
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.method, self.variant, self.modalities, self.config_hash)
+
+    @property
+    def headline(self) -> MetricStat:
+        return self.metrics.get(self.headline_metric, MetricStat(None, None, 0))
+
+
+@dataclass(frozen=True)
+class LeaderboardSection:
+    dataset: str
+    protocol: str
+    protocol_version: str
+    manifest_hash: str
+    headline_metric: str
+    as_published: bool
+    label_names: tuple[str, ...]
+    rows: tuple[LeaderboardRow, ...]  # sorted by headline mean, best first
+    # True when this protocol also has results on other split manifests (shown in their own
+    # sections, never averaged with this one); renderers must say so.
+    manifest_conflict: bool = False
+    other_manifests: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Column order: the headline first, then the other scalar metrics."""
+        rest = tuple(m for m in SCALAR_METRICS if m != self.headline_metric)
+        return (self.headline_metric,) + rest
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    sections: tuple[LeaderboardSection, ...]
+    n_results: int = 0
+
+
+# -- paper numbers ---------------------------------------------------------------
+
+
+def _default_lookup(name: str):
+    from merbench.registry import get_method
+
+    return get_method(name)
+
+
+def _same_modalities(a: str, b: str) -> bool:
+    return sorted(a) == sorted(b)
+
+
+def reported_for(method_cls: Any, dataset: str, protocol: str, modalities: str,
+                 headline_metric: str) -> PaperNumber | None:
+    """Match a method's ``metadata.reported`` against one section and modality set."""
+    meta = getattr(method_cls, "metadata", None)
+    reported = tuple(getattr(meta, "reported", ()) or ())
+    matches = tuple(
+        r for r in reported
+        if getattr(r, "dataset", None) == dataset and getattr(r, "protocol", None) == protocol
+        # An empty modality key on a reported number means "whatever the paper used".
+        and (not getattr(r, "modalities", "") or _same_modalities(r.modalities, modalities))
+    )
+    if not matches:
+        return None
+    headline = next((r for r in matches if r.metric == headline_metric), None)
+    return PaperNumber(headline, matches)
+
+
+class _PaperCache:
+    """Looks every method up once; never lets a broken or unknown method stop the leaderboard."""
+
+    def __init__(self, lookup: MethodLookup | None):
+        self.lookup = lookup or _default_lookup
+        self.cache: dict[str, tuple[Any, str | None]] = {}
+
+    def method(self, name: str) -> tuple[Any, str | None]:
+        if name not in self.cache:
+            try:
+                self.cache[name] = (self.lookup(name), None)
+            except KeyError:  # UnknownNameError is a KeyError too
+                self.cache[name] = (None, "method not registered (out-of-tree or removed)")
+            except Exception as e:  # noqa: BLE001 - an import failure must not break the board
+                first_line = (str(e).strip().splitlines() or [""])[0][:160]
+                self.cache[name] = (None, f"method failed to load: {type(e).__name__}: {first_line}".rstrip(": "))
+        return self.cache[name]
+
+
+# -- aggregation -------------------------------------------------------------------
+
+
+def _metric_value(m: Metrics, name: str) -> float | None:
+    v = getattr(m, name, None)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v) * 100.0
+    return None
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return Path(path).as_posix()
+
+
+def _sort_key(row: LeaderboardRow):
+    h = row.headline.mean
+    # Rows without a headline value go last; ties are broken by name so output is stable.
+    return (h is None, -(h or 0.0), row.method, row.variant, row.modalities, row.config_hash)
+
+
+def _majority(values: list[str]) -> str:
+    counts = Counter(values)
+    return sorted(counts, key=lambda v: (-counts[v], v))[0]
+
+
+def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headline_metric: str,
+               label_names: tuple[str, ...], papers: _PaperCache, warnings: list[str]) -> LeaderboardRow:
+    first = results[0][1]
+    # One value per seed: a second file with the same seed (a copy, a renamed file) is dropped.
+    by_seed: dict[int, tuple[Path, RunResult]] = {}
+    for path, r in results:
+        if r.seed in by_seed:
+            warnings.append(
+                f"{first.method}/{first.variant}/{first.modalities}: seed {r.seed} appears in both "
+                f"{_rel(by_seed[r.seed][0], root)} and {_rel(path, root)}; only the first is counted"
+            )
+            continue
+        by_seed[r.seed] = (path, r)
+    kept = [by_seed[s] for s in sorted(by_seed)]
+    metric_names = list(SCALAR_METRICS) + ([headline_metric] if headline_metric not in SCALAR_METRICS else [])
+    metrics = {m: MetricStat.of(v for v in (_metric_value(r.test, m) for _, r in kept) if v is not None)
+               for m in metric_names}
+    per_class = {
+        label: MetricStat.of(r.test.per_class[label].f1 * 100.0 for _, r in kept if label in r.test.per_class)
+        for label in label_names
+    }
+    cls, err = papers.method(first.method)
+    paper = None if cls is None else reported_for(cls, first.dataset, first.protocol, first.modalities, headline_metric)
+    params = next((r.parameters for _, r in kept if r.parameters is not None), None)
+    return LeaderboardRow(
+        method=first.method,
+        variant=first.variant,
+        modalities=first.modalities,
+        config_hash=first.config_hash,
+        manifest_hash=first.manifest_hash,
+        as_published=any(r.as_published for _, r in kept),
+        seeds=tuple(sorted(by_seed)),
+        n=len(kept),
+        headline_metric=headline_metric,
+        metrics=metrics,
+        per_class_f1=per_class,
+        paper=paper,
+        paper_error=err,
+        parameters=params,
+        bad_media=max((r.bad_media for _, r in kept), default=0),
+        files=tuple(sorted(_rel(p, root) for p, _ in kept)),
+    )
+
+
+def aggregate_results(results: Iterable[tuple[Path, RunResult]], root: Path | None = None,
+                      method_lookup: MethodLookup | None = None) -> Leaderboard:
+    """Aggregate ``(path, RunResult)`` pairs into a :class:`Leaderboard`.
+
+    ``method_lookup(name)`` returns a method class (default ``merbench.registry.get_method``);
+    any exception it raises only removes the paper column for that method.
+    """
+    papers = _PaperCache(method_lookup)
+    groups: dict[tuple[str, str, str], list[tuple[Path, RunResult]]] = {}
+    n_results = 0
+    for path, r in results:
+        n_results += 1
+        groups.setdefault((r.dataset, r.protocol, r.manifest_hash), []).append((Path(path), r))
+
+    manifests: dict[tuple[str, str], list[str]] = {}
+    for ds, proto, mh in groups:
+        manifests.setdefault((ds, proto), []).append(mh)
+
+    sections = []
+    for (ds, proto, mh) in sorted(groups):
+        items = sorted(groups[(ds, proto, mh)], key=lambda pr: pr[0].as_posix())
+        warnings: list[str] = []
+        others = tuple(sorted(h for h in manifests[(ds, proto)] if h != mh))
+        headlines = [r.headline_metric for _, r in items]
+        headline = _majority(headlines)
+        if len(set(headlines)) > 1:
+            warnings.append(f"results disagree on the headline metric ({', '.join(sorted(set(headlines)))}); "
+                            f"using {headline}")
+        versions = [r.protocol_version for _, r in items]
+        version = _majority(versions)
+        if len(set(versions)) > 1:
+            warnings.append(f"results disagree on the protocol version ({', '.join(sorted(set(versions)))})")
+        labels: list[str] = []
+        for _, r in items:
+            labels.extend(n for n in r.label_names if n not in labels)
+
+        rows_in: dict[tuple[str, str, str, str], list[tuple[Path, RunResult]]] = {}
+        for path, r in items:
+            rows_in.setdefault((r.method, r.variant, r.modalities, r.config_hash), []).append((path, r))
+        rows = [_build_row(rows_in[k], root, headline, tuple(labels), papers, warnings) for k in sorted(rows_in)]
+        rows.sort(key=_sort_key)
+        sections.append(LeaderboardSection(
+            dataset=ds,
+            protocol=proto,
+            protocol_version=version,
+            manifest_hash=mh,
+            headline_metric=headline,
+            as_published=any(r.as_published for _, r in items),
+            label_names=tuple(labels),
+            rows=tuple(rows),
+            manifest_conflict=bool(others),
+            other_manifests=others,
+            warnings=tuple(warnings),
+        ))
+    return Leaderboard(tuple(sections), n_results)
+
+
+def aggregate(results_root: str | Path, method_lookup: MethodLookup | None = None) -> Leaderboard:
+    """Read every result file under ``results_root`` and aggregate it.
+
+    A missing folder gives an empty leaderboard; an unreadable or old-schema file raises
+    :class:`~merbench.errors.MerbenchError` naming that file.
+    """
+    root = Path(results_root)
+    if not root.is_dir():
+        return Leaderboard((), 0)
+    return aggregate_results(iter_results(root), root=root, method_lookup=method_lookup)

@@ -1,0 +1,82 @@
+"""The runner on a toy corpus: label hiding, determinism, resume, result files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import toy
+from merbench.registry import load_builtins
+from merbench.results import read_result
+from merbench.runner import Reporter, RunRequest, run
+
+load_builtins()
+toy.register()
+MLP = dict(method="mlp", dataset="toy", overrides=["features.t=toy-bow", "train.epochs=6", "train.patience=100"])
+
+
+def test_test_labels_never_reach_the_method(merbench_home, tmp_path):
+    toy.SpyMethod.seen.clear()
+    run(RunRequest(method="spy", dataset="toy", seeds=[0], results_dir=tmp_path / "r"))
+    (kind1, train_ids, valid_ids, _), (kind2, test_ids, test_labels, test_utts) = toy.SpyMethod.seen
+    assert (kind1, kind2) == ("fit", "predict")
+    assert not set(test_ids) & (set(train_ids) | set(valid_ids))
+    assert test_labels is None
+    assert all(label is None and meta == {} for label, meta in test_utts)
+
+
+def test_mlp_writes_result_and_is_deterministic(merbench_home, tmp_path):
+    a = run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))
+    b = run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b"))
+    ra, rb = read_result(a[0]), read_result(b[0])
+    assert ra.test == rb.test and ra.folds[0].history == rb.folds[0].history
+    assert a[0].with_suffix(".predictions.csv").read_text() == b[0].with_suffix(".predictions.csv").read_text()
+    assert ra.test.accuracy > 0.5  # text carries the label 70% of the time: the MLP must find it
+    assert ra.manifest_hash and ra.config_hash and ra.provenance.packages.get("torch")
+    assert a[0].with_suffix(".confusion.png").stat().st_size > 0
+    # a second run with the same key is skipped, not repeated
+    mtime = a[0].stat().st_mtime_ns
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))
+    assert a[0].stat().st_mtime_ns == mtime
+
+
+class InterruptAt(Reporter):
+    def __init__(self, epoch):
+        self.at = epoch
+
+    def epoch(self, label, epoch, total, row):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_the_same_result(merbench_home, tmp_path, monkeypatch):
+    ref = read_result(run(RunRequest(**MLP, seeds=[1], results_dir=tmp_path / "ref"))[0])
+    # same request in a fresh home: interrupt after epoch 3, then run again
+    monkeypatch.setenv("MERBENCH_HOME", str(tmp_path / "home2"))
+    with pytest.raises(KeyboardInterrupt):
+        run(RunRequest(**MLP, seeds=[1], results_dir=tmp_path / "res"), InterruptAt(3))
+    assert not list((tmp_path / "res").rglob("*.json"))  # no result for an unfinished run
+    ckpts = list((tmp_path / "home2").rglob("checkpoint.pt"))
+    assert len(ckpts) == 1
+    seen = []
+
+    class Count(Reporter):
+        def epoch(self, label, epoch, total, row):
+            seen.append(epoch)
+
+    got = read_result(run(RunRequest(**MLP, seeds=[1], results_dir=tmp_path / "res"), Count())[0])
+    assert seen == [4, 5, 6]  # resumed after epoch 3
+    assert got.test == ref.test and got.folds[0].history == ref.folds[0].history
+
+
+def test_seeds_differ_and_result_schema(merbench_home, tmp_path):
+    paths = run(RunRequest(**MLP, results_dir=tmp_path / "r"))  # protocol default: 2 seeds
+    assert len(paths) == 2
+    data = json.loads(paths[0].read_text())
+    for key in ("method", "dataset", "protocol", "manifest_hash", "modalities", "seed", "config", "config_hash",
+                "provenance", "test", "folds", "label_names"):
+        assert key in data
+    for key in ("accuracy", "ua", "weighted_f1", "macro_f1", "per_class", "confusion"):
+        assert key in data["test"]
+    assert data["provenance"]["git_commit"] is None or len(data["provenance"]["git_commit"]) == 40
