@@ -81,7 +81,7 @@ def resolve(req: RunRequest):
     adapter_cls = get_dataset(req.dataset)
     protocol = adapter_cls.protocol(req.protocol)
     default_mods = [m for m in method_cls.modalities if m in adapter_cls.modalities]
-    mods = parse_modalities(req.modalities if req.modalities else default_mods)
+    mods = parse_modalities(req.modalities if req.modalities else (default_mods or method_cls.modalities))
     unsupported = [m for m in mods if m not in method_cls.modalities]
     if unsupported:
         raise ConfigError(f"method {method_cls.name} cannot use modality {', '.join(unsupported)}",
@@ -200,6 +200,10 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         get_feature(r.extractor)  # unknown extractor names fail before the corpus is read
     reporter.stage(f"corpus: {adapter_cls.name}")
     corpus = adapter_cls(req.root).load()
+    if not req.modalities:
+        # No modalities asked for: use what the method supports and this copy of the corpus has.
+        mods = tuple(m for m in mods if m in corpus.modalities) or mods
+        requests = method_cls.feature_requests(config, mods)
     _check_modalities(corpus, mods, adapter_cls.name)
     splits = protocol.build(corpus)
     reporter.stage(f"protocol: {protocol.name} v{protocol.version}, folds: {len(splits.folds)}, "

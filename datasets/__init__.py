@@ -5,4 +5,8 @@ Add a corpus: create its folder with a DatasetAdapter subclass and add it below.
 
 BUILTIN_DATASETS = {
     "synthetic": "merbench.datasets.synthetic.adapter:SyntheticDataset",
+    "meld": "merbench.datasets.meld.adapter:MELDDataset",
+    "iemocap": "merbench.datasets.iemocap.adapter:IEMOCAPDataset",
+    "mosi": "merbench.datasets.mosi.adapter:MOSIDataset",
+    "mosei": "merbench.datasets.mosei.adapter:MOSEIDataset",
 }

@@ -1,0 +1,1 @@
+"""IEMOCAP corpus adapter (``merbench.datasets.iemocap``)."""

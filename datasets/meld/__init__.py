@@ -1,0 +1,1 @@
+"""MELD corpus adapter (``merbench.datasets.meld``)."""

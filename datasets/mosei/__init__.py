@@ -1,0 +1,1 @@
+"""CMU-MOSEI corpus adapter (``merbench.datasets.mosei``)."""

@@ -1,0 +1,1 @@
+"""CMU-MOSI corpus adapter (``merbench.datasets.mosi``)."""
