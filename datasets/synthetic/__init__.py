@@ -1,0 +1,1 @@
+"""The synthetic corpus: generated multimodal conversations with planted, partly reliable cues."""
