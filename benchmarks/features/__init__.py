@@ -6,6 +6,8 @@ here and add its name to ``BUILTIN_FEATURES`` (lazy, so torch models load only w
 
 BUILTIN_FEATURES = {
     "text-minilm": "merbench.features.text:MiniLMTextExtractor",
+    "text-hf": "merbench.features.text:HFTextExtractor",
     "audio-egemaps": "merbench.features.audio:EGeMAPSExtractor",
+    "audio-compare": "merbench.features.audio:ComParE2016Extractor",
     "video-facecrop": "merbench.features.video:FaceCropExtractor",
 }

@@ -38,9 +38,24 @@ def settings_hash(extractor: FeatureExtractor) -> str:
     return hashlib.sha256(blob).hexdigest()[:10]
 
 
+def _media_stamp(path: str | None) -> str:
+    if not path:
+        return "-"
+    try:
+        st = Path(path).stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
 def corpus_fingerprint(corpus: Corpus) -> str:
-    root = str(Path(corpus.root).resolve()) if corpus.root else ""
-    return hashlib.sha256(f"{corpus.name}|{root}".encode()).hexdigest()[:10]
+    """Name, root and content: ids, texts and each media file's size and mtime, so that a
+    corpus regenerated or edited in place never reuses stale features."""
+    h = hashlib.sha256(f"{corpus.name}|{Path(corpus.root).resolve() if corpus.root else ''}".encode())
+    for u in corpus.utterances:
+        h.update(f"\n{u.uid}|{u.text}|{u.audio_path}|{_media_stamp(u.audio_path)}|{u.video_path}|"
+                 f"{_media_stamp(u.video_path)}".encode())
+    return h.hexdigest()[:10]
 
 
 def entry_dir(corpus: Corpus, extractor: FeatureExtractor, root: Path | None = None) -> Path:
@@ -72,13 +87,15 @@ def _extract_part(extractor: FeatureExtractor, utts: Sequence[Utterance],
     return out
 
 
-def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem | None]) -> dict:
+def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem | None],
+               extractor: FeatureExtractor, bad: list[dict]) -> dict:
     good = [it for it in items if it is not None]
-    if not good:
-        raise MediaError(utts[0].audio_path or utts[0].video_path or utts[0].uid,
-                         f"no utterance in this block of {len(utts)} could be read")
-    dim = good[0].pooled.shape[-1]
-    fdim = good[0].frames.shape[-1] if good[0].frames is not None else 0
+    if good:
+        dim = good[0].pooled.shape[-1]
+        fdim = good[0].frames.shape[-1] if good[0].frames is not None else 0
+    else:  # every file of this part is unreadable: zeros of the extractor's stated sizes
+        dim = extractor.output_dim("pooled")
+        fdim = extractor.output_dim("frames") if "frames" in extractor.levels else 0
     pooled = np.zeros((len(items), dim), dtype=np.float32)
     lengths = np.zeros(len(items), dtype=np.int64)
     frames, valid = [], np.zeros(len(items), dtype=bool)
@@ -98,14 +115,21 @@ def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem 
                 f = np.zeros((1, fdim), dtype=np.float32)
             frames.append(f)
             lengths[i] = len(f)
+    part_uids = {u.uid for u in utts}
+    part_bad = [b for b in bad if b["uid"] in part_uids]
     arrays = {
         "uids": np.array([u.uid for u in utts]),
+        "bad": np.array([[b["uid"], b["path"], b["reason"]] for b in part_bad], dtype=str).reshape(-1, 3),
         "pooled": pooled,
         "valid": valid,
         "frame_lengths": lengths,
         "frames": np.concatenate(frames) if frames else np.zeros((0, 0), dtype=np.float32),
     }
-    atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
     return {"dim": dim, "frame_dim": fdim}
 
 
@@ -129,8 +153,7 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
             if path.exists():  # resumed: this part was finished before an interruption
                 with np.load(path) as z:
                     if list(z["uids"]) == [u.uid for u in part]:
-                        bad.extend({"uid": str(u), "path": "", "reason": "unreadable (earlier run)"}
-                                   for u, ok in zip(z["uids"], z["valid"]) if not ok)
+                        bad.extend({"uid": str(u), "path": str(p), "reason": str(r)} for u, p, r in (z["bad"] if "bad" in z.files else []))
                         dims = dims or {"dim": int(z["pooled"].shape[1]),
                                         "frame_dim": int(z["frames"].shape[1]) if z["frames"].size else 0}
                         done += len(part)
@@ -138,7 +161,7 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
                             progress(done, len(utts))
                         continue
             items = _extract_part(extractor, part, bad)
-            dims = _save_part(path, part, items)
+            dims = _save_part(path, part, items, extractor, bad)
             done += len(part)
             if progress:
                 progress(done, len(utts))
