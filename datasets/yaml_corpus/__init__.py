@@ -1,0 +1,19 @@
+"""Corpora described by a YAML file (annotation table, column map, labels, split rule).
+
+``bench run <method> path/to/corpus.yaml`` reaches them through :func:`resolve_dataset`;
+see README.md in this folder for the descriptor format.
+"""
+
+from .adapter import (
+    Descriptor,
+    YamlCorpus,
+    is_descriptor_path,
+    open_yaml_corpus,
+    parse_descriptor,
+    register_yaml_corpus,
+    resolve_dataset,
+    yaml_corpus_class,
+)
+
+__all__ = ["Descriptor", "YamlCorpus", "is_descriptor_path", "open_yaml_corpus", "parse_descriptor",
+           "register_yaml_corpus", "resolve_dataset", "yaml_corpus_class"]

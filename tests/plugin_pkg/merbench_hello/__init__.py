@@ -1,0 +1,1 @@
+"""merbench-hello: a minimal merbench method living outside the repository."""
