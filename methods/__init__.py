@@ -8,4 +8,6 @@ entry-point group instead.
 BUILTIN_METHODS = {
     "majority": "merbench.methods.majority.method:MajorityMethod",
     "mlp": "merbench.methods.mlp.method:MLPMethod",
+    "miust": "merbench.methods.miust.method:MIUSTMethod",
+    "multifocus_blstm": "merbench.methods.multifocus_blstm.method:MultiFocusBLSTMMethod",
 }
