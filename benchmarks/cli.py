@@ -21,6 +21,12 @@ data_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect corpora."
 features_app = typer.Typer(no_args_is_help=True, help="Extract and cache features.")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+from .cli_new import new_app  # noqa: E402  (scaffolding: bench new method|dataset)
+
+app.add_typer(new_app, name="new")
+from .cli_sweep import sweep as _sweep  # noqa: E402  (bench sweep SUITE.yaml)
+
+app.command("sweep")(_sweep)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -110,8 +116,9 @@ def info(method: str = typer.Argument(..., help="method name"),
     """Metadata, modalities and parameter count of a method."""
     from .config import method_config, variants
     from .corpus import parse_modalities
-    from .registry import get_dataset, get_method
+    from .registry import get_method
     from .runner import feature_dims
+    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
 
     cls = get_method(method)
     md = cls.metadata
@@ -142,7 +149,7 @@ def info(method: str = typer.Argument(..., help="method name"),
 
 @app.command()
 def run(method: str = typer.Argument(..., help="method name (bench list methods)"),
-        dataset: str = typer.Argument("synthetic", help="dataset name (bench list datasets)"),
+        dataset: str = typer.Argument("synthetic", help="dataset name (bench list datasets) or a corpus .yaml descriptor"),
         protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol (default: the dataset's)"),
         modalities: Optional[str] = typer.Option(None, "--modalities", "-m", help="subset of t,a,v"),
         seeds: Optional[int] = typer.Option(None, "--seeds", help="run seeds 0..N-1 (default: the protocol's)"),
@@ -209,7 +216,9 @@ def _print_results(results) -> None:
 @app.command()
 def leaderboard(results_dir: Path = typer.Option(Path("results"), "--results-dir", help="folder of result files"),
                 output: Optional[Path] = typer.Option(None, "--output", "-o", help="write markdown here (default: stdout)"),
-                title: str = typer.Option("merbench leaderboard", "--title")):
+                title: str = typer.Option("merbench leaderboard", "--title"),
+                extras: bool = typer.Option(True, "--extras/--no-extras",
+                                            help="confidence intervals, significance, ablation matrices and plots")):
     """Turn all result files into a markdown leaderboard."""
     from .atomic import atomic_write_text
     from merbench.leaderboard.render import render_markdown
@@ -218,6 +227,13 @@ def leaderboard(results_dir: Path = typer.Option(Path("results"), "--results-dir
         raise MerbenchError(f"results folder {results_dir} does not exist",
                             fix="run `bench run <method> <dataset>` first, or pass --results-dir")
     md = render_markdown(results_dir, title=title)
+    if extras:
+        from merbench.leaderboard.ablation import render_extras
+
+        md_dir = output.parent if output else Path(".")
+        more = render_extras(results_dir, md_dir / "leaderboard_assets", markdown_dir=md_dir, figures=output is not None)
+        if more:
+            md = md + "\n" + more
     if output:
         atomic_write_text(output, md)
         console.print(f"leaderboard written to {output}")
@@ -231,7 +247,7 @@ def leaderboard(results_dir: Path = typer.Option(Path("results"), "--results-dir
 @data_app.command("prepare")
 def data_prepare(dataset: str = typer.Argument(...), root: Optional[Path] = typer.Option(None, "--root")):
     """Generate (synthetic) or validate a corpus so that runs can start."""
-    from .registry import get_dataset
+    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
 
     adapter = get_dataset(dataset)(root)
     adapter.prepare(progress=True)
@@ -246,7 +262,7 @@ def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typ
     """Counts per split and class under a protocol, and missing media."""
     from collections import Counter
 
-    from .registry import get_dataset
+    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
 
     cls = get_dataset(dataset)
     corpus = cls(root).load()
@@ -277,7 +293,8 @@ def features_extract(dataset: str = typer.Argument(...),
                      root: Optional[Path] = typer.Option(None, "--root")):
     """Extract one extractor's features for a whole corpus into the cache (resumable)."""
     from .features.store import bad_media, extract_corpus
-    from .registry import get_dataset, get_feature
+    from .registry import get_feature
+    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
 
     ext = get_feature(extractor)()
     corpus = get_dataset(dataset)(root).load()
@@ -294,12 +311,16 @@ def features_extract(dataset: str = typer.Argument(...),
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        # Without standalone mode typer returns (not raises) exit codes, Ctrl-C included.
+        rc = app(args=argv, standalone_mode=False)
+        if rc == 130:
+            raise KeyboardInterrupt
+        return rc if isinstance(rc, int) else 0
     except MerbenchError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e.message}", highlight=False)
+        # soft_wrap: a path in a message must stay one piece, copyable from the terminal
+        err_console.print(f"[bold red]error:[/bold red] {e.message}", highlight=False, soft_wrap=True, markup=True)
         if e.fix:
-            err_console.print(f"[bold]fix:[/bold] {e.fix}", highlight=False)
+            err_console.print(f"[bold]fix:[/bold] {e.fix}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command again to resume (finished folds and seeds are kept)")

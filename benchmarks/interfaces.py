@@ -34,6 +34,7 @@ class ReportedResult:
     modalities: str = "tav"
     source: str = ""  # where the number is printed (paper table, README)
     note: str = ""
+    variant: str = "default"  # the config variant of ours that corresponds to the paper's model
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from .metrics import classification_metrics, combine_folds
 from .paths import home
 from .protocols import Fold, ProtocolSplits
 from .provenance import collect
-from .registry import get_dataset, get_feature, get_method
+from .registry import get_feature, get_method
 from .results import FoldResult, Metrics, RunResult, result_path, write_result
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,10 @@ def _safe(name: str) -> str:
 
 def resolve(req: RunRequest):
     """Look everything up and validate it before any work starts."""
+    from merbench.datasets.yaml_corpus import resolve_dataset  # a registered name or a corpus .yaml
+
     method_cls = get_method(req.method)
-    adapter_cls = get_dataset(req.dataset)
+    adapter_cls = resolve_dataset(req.dataset)
     protocol = adapter_cls.protocol(req.protocol)
     default_mods = [m for m in method_cls.modalities if m in adapter_cls.modalities]
     mods = parse_modalities(req.modalities if req.modalities else (default_mods or method_cls.modalities))

@@ -141,7 +141,7 @@ def _same_modalities(a: str, b: str) -> bool:
 
 
 def reported_for(method_cls: Any, dataset: str, protocol: str, modalities: str,
-                 headline_metric: str) -> PaperNumber | None:
+                 headline_metric: str, variant: str = "default") -> PaperNumber | None:
     """Match a method's ``metadata.reported`` against one section and modality set."""
     meta = getattr(method_cls, "metadata", None)
     reported = tuple(getattr(meta, "reported", ()) or ())
@@ -150,6 +150,8 @@ def reported_for(method_cls: Any, dataset: str, protocol: str, modalities: str,
         if getattr(r, "dataset", None) == dataset and getattr(r, "protocol", None) == protocol
         # An empty modality key on a reported number means "whatever the paper used".
         and (not getattr(r, "modalities", "") or _same_modalities(r.modalities, modalities))
+        # A number for one variant (e.g. B-MM) belongs only beside that variant's row.
+        and (getattr(r, "variant", "default") or "default") == (variant or "default")
     )
     if not matches:
         return None
@@ -228,7 +230,8 @@ def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headlin
         for label in label_names
     }
     cls, err = papers.method(first.method)
-    paper = None if cls is None else reported_for(cls, first.dataset, first.protocol, first.modalities, headline_metric)
+    paper = None if cls is None else reported_for(cls, first.dataset, first.protocol, first.modalities, headline_metric,
+                                                   first.variant)
     params = next((r.parameters for _, r in kept if r.parameters is not None), None)
     return LeaderboardRow(
         method=first.method,

@@ -9,6 +9,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes.py
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import torch  # noqa: E402
+
+# Tests use tiny models: one thread avoids oversubscribing a small shared CI machine.
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def merbench_home(tmp_path, monkeypatch):

@@ -35,8 +35,9 @@ def test_method_conformance(name, mods):
     cls, method, split = make(name, mods, dims=16)
     assert cls.metadata.title, "every method needs metadata.title"
     if not isinstance(method, TorchMethod):
-        report = method.fit(split, fake_split(seed=1, name="valid"))
-        probs = method.predict(fake_split(seed=2, name="test", labels=False))
+        dims = {m: 16 for m in mods}
+        method.fit(split, fake_split(seed=1, name="valid", dims=dims))
+        probs = method.predict(fake_split(seed=2, name="test", labels=False, dims=dims))
         assert probs.shape[1] == len(LABELS) and np.isfinite(probs).all()
         return
     torch.manual_seed(0)

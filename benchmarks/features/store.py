@@ -170,7 +170,7 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
                 "count": len(utts), **dims, "bad_media": bad}
         atomic_write_json(entry / "meta.json", meta)
     if bad:
-        log.warning("%s: %d unreadable media files were zero-filled, e.g. %s", extractor.name, len(bad), bad[0])
+        log.info("%s: %d unreadable media files (cached as zeros, flagged invalid), e.g. %s", extractor.name, len(bad), bad[0])
     return entry
 
 

@@ -31,6 +31,11 @@ def _offline() -> None:
     # Model hubs are unreachable here; fail fast on a local miss instead of retrying the network.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # The CLI draws its own progress bars; transformers' weight-loading bars would interleave.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _cached(key: tuple, load):

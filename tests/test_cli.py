@@ -1,0 +1,122 @@
+"""End to end through the `bench` CLI on a small generated synthetic corpus, and the
+bad-input paths: each a clear message and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from merbench.cli import main
+
+
+@pytest.fixture(scope="module")
+def small_synthetic(tmp_path_factory):
+    """~20 dialogues of the synthetic corpus, generated once for this module."""
+    from merbench.datasets.synthetic.generator import generate
+
+    data = tmp_path_factory.mktemp("data")
+    generate(data / "synthetic", n_dialogues=20, seed=0, workers=2)
+    return data
+
+
+@pytest.fixture
+def env(small_synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv("MERBENCH_DATA", str(small_synthetic))
+    monkeypatch.setenv("MERBENCH_HOME", str(small_synthetic.parent / "home"))  # feature cache shared by the tests here
+    return tmp_path
+
+
+def run_cli(capsys, *args):
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.slow
+def test_run_then_leaderboard_shows_the_result_numbers(env, capsys):
+    results = env / "results"
+    rc, out, err = run_cli(capsys, "run", "mlp", "synthetic", "--modalities", "t,a,v", "--seeds", "2", "--epochs", "4",
+                           "--results-dir", results)
+    assert rc == 0, err
+    files = sorted(results.rglob("*.json"))
+    assert len(files) == 2
+    wf1 = [json.loads(f.read_text())["test"]["weighted_f1"] * 100 for f in files]
+    assert "mlp (default) on synthetic / synthetic-4" in out  # the final rich table
+    md = env / "LB.md"
+    rc, out, err = run_cli(capsys, "leaderboard", "--results-dir", results, "--output", md)
+    assert rc == 0, err
+    text = md.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| mlp"))
+    assert f"{np.mean(wf1):.2f} ± {np.std(wf1, ddof=1):.2f}" in row
+    assert "synthetic / synthetic-4" in text
+
+
+def test_unknown_method_suggests_closest(env, capsys):
+    rc, out, err = run_cli(capsys, "run", "mpl", "synthetic")
+    assert rc == 2 and "unknown method 'mpl'" in err and "'mlp'" in err and "Traceback" not in err + out
+
+
+def test_unknown_dataset_suggests_closest(env, capsys):
+    rc, out, err = run_cli(capsys, "run", "mlp", "synthetc")
+    assert rc == 2 and "unknown dataset 'synthetc'" in err and "'synthetic'" in err
+
+
+def test_unknown_protocol_and_bad_modalities(env, capsys):
+    rc, _, err = run_cli(capsys, "run", "mlp", "synthetic", "--protocol", "synthetic-5")
+    assert rc == 2 and "no protocol 'synthetic-5'" in err and "synthetic-4" in err
+    rc, _, err = run_cli(capsys, "run", "mlp", "synthetic", "--modalities", "t,x")
+    assert rc == 2 and "bad modalities" in err
+
+
+def test_corrupt_wav_is_named(env, capsys, small_synthetic, tmp_path):
+    import shutil
+
+    root = tmp_path / "syn_copy"
+    shutil.copytree(small_synthetic / "synthetic", root)
+    victim = sorted(root.rglob("*.wav"))[3]
+    victim.write_bytes(b"RIFF not really a wav")
+    rc, out, err = run_cli(capsys, "run", "mlp", "synthetic", "--root", root, "--modalities", "a", "--seed", "0",
+                           "--epochs", "1", "--results-dir", tmp_path / "r")
+    assert rc == 2 and victim.name in err and "--on-bad-media zero" in err and "Traceback" not in err
+    rc, out, err = run_cli(capsys, "run", "mlp", "synthetic", "--root", root, "--modalities", "a", "--seed", "0",
+                           "--epochs", "1", "--results-dir", tmp_path / "r", "--on-bad-media", "zero")
+    assert rc == 0, err
+    result = json.loads(next((tmp_path / "r").rglob("*.json")).read_text())
+    assert result["bad_media"] == 1
+
+
+def test_wrong_feature_shape_is_a_clear_error(env, capsys, tmp_path):
+    # Extract once, then damage the cached part: its pooled array loses a row.
+    rc, _, err = run_cli(capsys, "features", "extract", "synthetic", "--extractor", "text-minilm")
+    assert rc == 0, err
+    from merbench.paths import cache_root
+
+    part = next(p for p in cache_root().rglob("part-00000.npz") if "text-minilm" in str(p))
+    backup = part.read_bytes()
+    try:
+        with np.load(part) as z:
+            arrays = dict(z)
+        arrays["pooled"] = arrays["pooled"][:-1]
+        with open(part, "wb") as fh:
+            np.savez(fh, **arrays)
+        rc, out, err = run_cli(capsys, "run", "mlp", "synthetic", "--modalities", "t", "--seed", "0", "--epochs", "1",
+                               "--results-dir", tmp_path / "r")
+        assert rc == 2 and "shape" in err and "Traceback" not in err
+        assert re.search(r"delete the feature cache|extract", err)
+    finally:
+        part.write_bytes(backup)
+
+
+def test_missing_corpus_root_is_named(env, capsys, tmp_path):
+    from merbench.registry import DATASETS, load_builtins
+
+    load_builtins()
+    real = [n for n in DATASETS.names() if n != "synthetic"]
+    if not real:
+        pytest.skip("no real-corpus adapter registered yet")
+    missing = tmp_path / "no_such_corpus"
+    rc, out, err = run_cli(capsys, "data", "check", real[0], "--root", missing)
+    assert rc == 2 and "no_such_corpus" in err and "Traceback" not in err
