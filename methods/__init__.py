@@ -10,4 +10,6 @@ BUILTIN_METHODS = {
     "mlp": "merbench.methods.mlp.method:MLPMethod",
     "miust": "merbench.methods.miust.method:MIUSTMethod",
     "multifocus_blstm": "merbench.methods.multifocus_blstm.method:MultiFocusBLSTMMethod",
+    "cross_modal_attention": "merbench.methods.cross_modal_attention.method:CrossModalAttentionMethod",
+    "text_transformer": "merbench.methods.text_transformer.method:TextTransformerMethod",
 }

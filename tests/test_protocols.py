@@ -65,3 +65,18 @@ def test_empty_split_is_an_error():
     c = Corpus("toy", [Utterance(f"u{i}", f"d{i}", 0, "A", "x", "neu", meta={"split": "train"}) for i in range(5)])
     with pytest.raises(ConfigError, match="valid split is empty"):
         make(split_by_field("split")).build(c)
+
+
+def test_overlap_only_for_as_published_protocols():
+    def leaky(utts):
+        from merbench.protocols import Fold
+
+        ids = tuple(u.uid for u in utts)
+        return [Fold("leaky", ids + ids[:5], ids[:10], ids[:20])]
+
+    with pytest.raises(ConfigError, match="is twice in train"):
+        make(leaky).build(corpus())
+    with pytest.raises(ConfigError, match="only for as-published"):
+        make(leaky, allow_overlap=True).build(corpus())
+    splits = make(leaky, allow_overlap=True, as_published=True).build(corpus())
+    assert len(splits.folds[0].train) == 155

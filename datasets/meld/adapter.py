@@ -131,6 +131,20 @@ class MELDDataset(DatasetAdapter):
                 headline_metric="weighted_f1", metrics=("weighted_f1", "accuracy", "macro_f1", "ua"),
                 citation=CITATION,
             ),
+            # Its folds repeat utterance ids within and across splits (that is the leak), which the
+            # engine accepts only from an as-published protocol marked allow_overlap.
+            Protocol(
+                name="meld-oversampled-leaky", dataset="meld", label_names=EMOTIONS,
+                splitter=oversampled_leaky_split(test=0.2, valid=0.1, seed=42),
+                description="As published by the cross-modal attention framework (BLANK-2340): only MELD's train "
+                            "split, every class randomly oversampled (with replacement) to the size of the largest "
+                            "class, and only then a stratified random 80/20 split; 10% of the 80% is held out for "
+                            "validation (the original validated on its test set). Copies of most test utterances "
+                            "are in training, so scores are inflated and not comparable with meld-7.",
+                headline_metric="accuracy", metrics=("accuracy", "weighted_f1", "macro_f1", "ua"),
+                as_published=True, allow_overlap=True,
+                citation=CITATION + " Protocol: github.com/BLANK-2340/Emotional-analysis-neural-net.",
+            ),
         ]
 
     # -- files ------------------------------------------------------------------------
@@ -240,3 +254,43 @@ def _int_or_none(s: str | None) -> int | None:
         return int(str(s).strip())
     except (TypeError, ValueError):
         return None
+
+
+def oversampled_leaky_split(test: float = 0.2, valid: float = 0.1, seed: int = 42, source: str = "train"):
+    """The leaky procedure of BLANK-2340/Emotional-analysis-neural-net, as a splitter.
+
+    Takes the utterances of MELD's ``source`` split only; random oversampling as imblearn's
+    RandomOverSampler (each class keeps its utterances and draws copies with replacement until it
+    has as many as the largest class); then, per class, a random ``test`` share of the oversampled
+    rows is the test split and ``valid`` of the rest the validation split. Ids repeat within and
+    across the splits: that is the published leak, kept on purpose. Seeded; the original's exact
+    rows (its own spreadsheet row order and numpy / sklearn random streams) cannot be recovered.
+    """
+    import random
+
+    from merbench.protocols import Fold
+
+    def splitter(utts):
+        by_class: dict[str, list[str]] = {}
+        for u in sorted(utts, key=lambda u: u.uid):
+            if u.meta.get("split") == source and u.label:
+                by_class.setdefault(u.label, []).append(u.uid)
+        if not by_class:
+            raise MerbenchError(f"meld-oversampled-leaky: no labelled utterance has split={source!r}",
+                                fix="load MELD with its official train_sent_emo.csv")
+        rng = random.Random(seed)
+        largest = max(len(ids) for ids in by_class.values())
+        parts: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+        for label in sorted(by_class):
+            ids = by_class[label]
+            rows = ids + rng.choices(ids, k=largest - len(ids))
+            rng.shuffle(rows)
+            n_test = round(len(rows) * test)
+            rest = rows[n_test:]
+            n_valid = round(len(rest) * valid)
+            parts["test"] += rows[:n_test]
+            parts["valid"] += rest[:n_valid]
+            parts["train"] += rest[n_valid:]
+        return [Fold("oversampled-leaky", *(tuple(sorted(parts[s])) for s in ("train", "valid", "test")))]
+
+    return splitter

@@ -1,0 +1,1 @@
+"""Cross-modal attention framework (BLANK-2340/Emotional-analysis-neural-net)."""

@@ -1,0 +1,139 @@
+"""Cross-modal attention network (BLANK-2340/Emotional-analysis-neural-net), written from its
+README and training scripts.
+
+Text (fine-tuned encoder) -> Linear 512 (ReLU, dropout 0.3); audio -> Linear 256, ReLU, BatchNorm,
+then Linear 256, ReLU, dropout; visual -> Linear 256, ReLU, BatchNorm, dropout. Text is the query
+of two MultiheadAttention(512, 8 heads) blocks, over audio and over visual (256-d keys / values
+zero-padded to 512, as in the original, or projected by a linear layer). Fusion
+[text + att_a + att_v (512); audio (256); visual (256)] -> 512 -> 256 -> C.
+
+``attention="utterance"`` (the original): one pooled vector per modality, so each attention has a
+single key and its softmax weight is identically 1; the block reduces to a linear map of the
+audio (visual) vector. ``attention="sequence"``: every text token attends over the audio frames
+and the video frames (key padding masks), and the attended tokens are mean-pooled.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from merbench.methods.text_transformer.model import TextEncoder
+
+IGNORE = -100
+
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
+               alpha: torch.Tensor | None = None, ignore_index: int = IGNORE) -> torch.Tensor:
+    """Mean of ``alpha[y] * (1 - p_y)^gamma * CE``; with ``gamma = 0`` and no ``alpha`` it is
+    plain cross-entropy. ``p_y = exp(-CE)`` as in the original."""
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    keep = targets != ignore_index
+    logits, targets = logits[keep], targets[keep]
+    ce = F.cross_entropy(logits.float(), targets, reduction="none")
+    loss = ce if gamma == 0 else (1.0 - torch.exp(-ce)).pow(gamma) * ce
+    if alpha is not None:
+        loss = alpha.to(loss.device, loss.dtype)[targets] * loss
+    return loss.mean() if len(loss) else logits.sum() * 0.0
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of (B, T, D) where ``mask`` (B, T) is True."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class FrameBranch(nn.Module):
+    """Linear -> ReLU -> BatchNorm (-> more layers) for pooled (B, D) or frame (B, T, D) inputs.
+    For frames, BatchNorm sees only the real frames, so padding never enters its statistics."""
+
+    def __init__(self, in_dim: int, out_dim: int, tail: nn.Module):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+        self.bn = nn.BatchNorm1d(out_dim)
+        self.tail = tail
+
+    def _norm(self, h: torch.Tensor) -> torch.Tensor:
+        if self.training and h.shape[0] < 2:
+            # Batch statistics of one value are undefined (a last batch of one utterance):
+            # normalise it with the running statistics instead of failing.
+            bn = self.bn
+            return F.batch_norm(h, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return self.bn(h)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(self.fc(x))
+        if h.dim() == 2:
+            return self.tail(self._norm(h))
+        out = h.new_zeros(h.shape)
+        out[mask] = self._norm(h[mask])
+        return self.tail(out)
+
+
+class CrossModalAttentionNet(nn.Module):
+    def __init__(self, encoder: TextEncoder, input_dims: dict[str, int], num_classes: int,
+                 text_dim: int = 512, audio_dim: int = 256, visual_dim: int = 256, heads: int = 8,
+                 dropout: float = 0.3, attention: str = "utterance", kv_input: str = "pad"):
+        super().__init__()
+        if attention not in ("utterance", "sequence"):
+            raise ValueError(f"attention must be 'utterance' or 'sequence', not {attention!r}")
+        if kv_input not in ("pad", "linear"):
+            raise ValueError(f"kv_input must be 'pad' or 'linear', not {kv_input!r}")
+        unknown = set(input_dims) - {"a", "v"}
+        if unknown:
+            raise ValueError(f"cross-modal attention takes audio 'a' / visual 'v' features, not {sorted(unknown)}")
+        self.attention, self.kv_input, self.text_dim = attention, kv_input, text_dim
+        self.modalities = tuple(m for m in ("a", "v") if m in input_dims)
+        self.text = encoder
+        self.text_fc = nn.Sequential(nn.Linear(encoder.hidden_size, text_dim), nn.ReLU(), nn.Dropout(dropout))
+        self.branch = nn.ModuleDict()
+        self.attend = nn.ModuleDict()
+        self.kv = nn.ModuleDict()
+        width = text_dim
+        for m in self.modalities:
+            out = audio_dim if m == "a" else visual_dim
+            # Audio: the original's V1 sub-branch (Linear, ReLU, BN) then its combining layer
+            # (Linear, ReLU, dropout); visual: Linear, ReLU, BN, dropout.
+            tail = nn.Sequential(nn.Linear(out, out), nn.ReLU(), nn.Dropout(dropout)) if m == "a" else nn.Dropout(dropout)
+            self.branch[m] = FrameBranch(input_dims[m], out, tail)
+            self.attend[m] = nn.MultiheadAttention(text_dim, heads, batch_first=True)
+            if kv_input == "linear":
+                self.kv[m] = nn.Linear(out, text_dim)
+            elif out > text_dim:
+                raise ValueError(f"kv_input pad needs the {m} width ({out}) <= text_dim ({text_dim})")
+            width += out
+        self.fusion = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Dropout(dropout))
+        self.classifier = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, num_classes))
+
+    def _keys(self, m: str, h: torch.Tensor) -> torch.Tensor:
+        if self.kv_input == "linear":
+            return self.kv[m](h)
+        return F.pad(h, (0, self.text_dim - h.shape[-1]))  # the original pads 256 -> 512 with zeros
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        pooled, tokens = self.text(batch["text"])
+        text = self.text_fc(pooled)  # (B, 512)
+        attended, parts, weights = text, [], {}
+        seq = self.attention == "sequence"
+        if seq:
+            queries = self.text_fc(tokens)  # (B, L, 512): every token is a query
+            qmask = batch["text"]["attention_mask"].bool()
+        for m in self.modalities:
+            x = batch["x"][m]
+            if seq:
+                mask = batch["mask"][m].clone()
+                mask[~mask.any(1), 0] = True  # no frame at all: attend to one zero frame, not to nothing
+                h = self.branch[m](x, mask)  # (B, T, 256)
+                att, w = self.attend[m](queries, self._keys(m, h), self._keys(m, h), key_padding_mask=~mask)
+                attended = attended + masked_mean(att, qmask)
+                parts.append(masked_mean(h, mask))
+            else:
+                h = self.branch[m](x)  # (B, 256)
+                kv = self._keys(m, h).unsqueeze(1)  # one key per utterance
+                att, w = self.attend[m](text.unsqueeze(1), kv, kv)
+                attended = attended + att.squeeze(1)
+                parts.append(h)
+            weights[m] = w
+        logits = self.classifier(self.fusion(torch.cat([attended, *parts], dim=-1)))
+        return {"logits": logits, **{f"attention_{m}": w for m, w in weights.items()}}
