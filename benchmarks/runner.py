@@ -206,7 +206,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         # No modalities asked for: use what the method supports and this copy of the corpus has.
         mods = tuple(m for m in mods if m in corpus.modalities) or mods
         requests = method_cls.feature_requests(config, mods)
-    _check_modalities(corpus, mods, adapter_cls.name)
+    _check_modalities(corpus, list(requests), adapter_cls.name)  # only what the method reads
     splits = protocol.build(corpus)
     reporter.stage(f"protocol: {protocol.name} v{protocol.version}, folds: {len(splits.folds)}, "
                    f"manifest {splits.manifest_hash[:12]}")
