@@ -260,3 +260,16 @@ def test_descriptor_missing_or_not_yaml(tmp_path):
     bad.write_text("name: [unclosed\n", encoding="utf-8")
     with pytest.raises(MerbenchError, match="not valid YAML"):
         parse_descriptor(bad)
+
+
+def test_cli_takes_a_descriptor_path_as_the_dataset(tmp_path, merbench_home, isolated_datasets, capsys):
+    """`bench run mlp path/to/corpus.yaml` and `bench data check path/to/corpus.yaml`, no Python written."""
+    from merbench.cli import main
+
+    desc = write_corpus(tmp_path)
+    assert main(["data", "check", str(desc)]) == 0
+    assert "yamltoy-random-dialogue" in capsys.readouterr().out
+    rc = main(["run", "mlp", str(desc), "--modalities", "a", "--seed", "0", "--epochs", "2",
+               "--results-dir", str(tmp_path / "results")])
+    assert rc == 0, capsys.readouterr().err
+    assert list((tmp_path / "results" / "yamltoy").rglob("*.json"))
