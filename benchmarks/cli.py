@@ -140,7 +140,7 @@ def info(method: str = typer.Argument(..., help="method name"),
     inst = cls(cfg, mods, tuple(proto.label_names) if proto else tuple(f"c{i}" for i in range(n_classes)))
     n = inst.num_parameters(dims)
     where = f"{ds_cls.name}/{proto.name}" if proto else f"{n_classes} classes"
-    console.print(f"inputs: " + ", ".join(f"{m}={requests[m].extractor}:{requests[m].level}({dims[m]})" for m in requests))
+    console.print("inputs: " + ", ".join(f"{m}={requests[m].extractor}:{requests[m].level}({dims[m]})" for m in requests))
     console.print(f"parameters: {n if n is not None else 0}" + f"  [dim]({where}, modalities {','.join(mods)})[/dim]")
 
 

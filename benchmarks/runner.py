@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -227,7 +227,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
             reporter.stage(f"seed {seed}: result exists, skipped ({out})")
             written.append(out)
             continue
-        fold_results, all_probs, gold_all, pred_rows, params, select = [], [], [], [], None, ""
+        fold_results, all_probs, gold_all, pred_rows, params = [], [], [], [], None
         for k, fold in enumerate(splits.folds):
             label = f"seed {seed}" + (f" fold {k + 1}/{len(splits.folds)}" if len(splits.folds) > 1 else "")
             workdir = (home() / "runs" / adapter_cls.name / protocol.name / method_cls.name / stub.run_key()

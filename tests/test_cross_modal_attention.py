@@ -25,15 +25,6 @@ TINY = {"encoder": {"name": "tiny-random-bert"}}
 MODS = ("t", "a", "v")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine spin against each other; one is several times faster.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(variant="default", over=None, mods=MODS, **kw):
     cfg = deep_merge(method_config(CrossModalAttentionMethod, variant), deep_merge(TINY, over or {}))
     return CrossModalAttentionMethod(cfg, mods, LABELS, **kw)

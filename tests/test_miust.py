@@ -32,15 +32,6 @@ ORIGINAL_PARAMS_IEMOCAP4 = 5_892_452
 ORIGINAL_PARAMS_MELD = 5_993_005
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small LSTMs on a shared 2-core machine run far faster on one thread.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(mods=("t", "a"), labels=LABELS, dataset=None, variant="default", overrides=()):
     cfg = method_config(MIUSTMethod, variant, dataset=dataset, overrides=overrides)
     return MIUSTMethod(cfg, mods, labels, seed=0)

@@ -32,15 +32,6 @@ DIMS = {"a": 65, "t": 768}
 IEMOCAP4 = ("ang", "hap", "neu", "sad")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small LSTMs on a shared 2-core machine run far faster on one thread.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(mods=("t", "a"), variant="default", overrides=(), labels=LABELS, workdir=None):
     cfg = method_config(MultiFocusBLSTMMethod, variant, overrides=overrides)
     return MultiFocusBLSTMMethod(cfg, mods, labels, seed=0, workdir=workdir)

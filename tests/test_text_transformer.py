@@ -19,15 +19,6 @@ from merbench.methods.text_transformer.model import TextEncoder, load_tokenizer
 TINY = {"encoder": {"name": "tiny-random-bert"}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine spin against each other; one is several times faster.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(variant="default", over=TINY, **kw):
     cfg = deep_merge(method_config(TextTransformerMethod, variant), over or {})
     return TextTransformerMethod(cfg, ("t",), LABELS, **kw)
