@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+
+import numpy as np
 from pathlib import Path
 from typing import List, Optional
 
@@ -278,10 +280,42 @@ def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typ
             c = Counter(splits.labels[u] for u in fold.ids(s))
             table.add_row(s, *[str(c.get(i, 0)) for i in range(len(proto.label_names))], str(len(fold.ids(s))))
         console.print(table)
+    media = Table(title=f"{dataset} media at {corpus.root}")
+    for col in ("modality", "present", "missing", "unreadable", "duration s (mean / min / max)", "total h"):
+        media.add_column(col, justify="right" if col != "modality" else "left")
     for attr, name in (("audio_path", "audio"), ("video_path", "video")):
         paths = [getattr(u, attr) for u in corpus.utterances]
-        missing = sum(1 for p in paths if not p or not Path(p).exists())
-        console.print(f"{name}: {len(paths) - missing} present, {missing} missing")
+        present = [p for p in paths if p and Path(p).exists()]
+        durations, unreadable = media_durations(present, kind=name)
+        stats = (f"{np.mean(durations):.2f} / {np.min(durations):.2f} / {np.max(durations):.2f}" if durations else "—")
+        media.add_row(name, str(len(present)), str(len(paths) - len(present)), str(len(unreadable)), stats,
+                      f"{sum(durations) / 3600:.2f}" if durations else "—")
+        for path, reason in unreadable[:5]:
+            console.print(f"[yellow]unreadable {name}:[/yellow] {path}: {reason}", soft_wrap=True)
+    console.print(media)
+
+
+def media_durations(paths, kind: str) -> tuple[list[float], list[tuple[str, str]]]:
+    """Durations from file headers only (fast on a whole corpus): soundfile for audio, OpenCV for video."""
+    durations, bad = [], []
+    for p in paths:
+        try:
+            if kind == "audio":
+                import soundfile as sf
+
+                durations.append(float(sf.info(p).duration))
+            else:
+                import cv2
+
+                cap = cv2.VideoCapture(str(p))
+                frames, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+                cap.release()
+                if not fps or frames <= 0:
+                    raise ValueError("no frames or frame rate in the header")
+                durations.append(float(frames / fps))
+        except Exception as e:  # noqa: BLE001 - report every unreadable file, do not stop
+            bad.append((str(p), f"{type(e).__name__}: {e}"))
+    return durations, bad
 
 
 # -- features -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ no absolute paths, every ordering explicit).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .aggregate import (
     METRIC_DESCRIPTIONS,
@@ -19,6 +19,7 @@ from .aggregate import (
     aggregate,
     metric_label,
 )
+from .references import Reference, load_references, render_references
 
 DEFAULT_TITLE = "merbench leaderboard"
 DASH = "—"
@@ -103,7 +104,8 @@ def _paper_cell(row: LeaderboardRow, notes: _Footnotes) -> str:
     return f"{DASH}{notes.ref(text)}"
 
 
-def _section_lines(section: LeaderboardSection, notes: _Footnotes) -> list[str]:
+def _section_lines(section: LeaderboardSection, notes: _Footnotes,
+                   references: Iterable[Reference] = ()) -> list[str]:
     title = f"## {section.dataset} / {section.protocol}"
     if section.manifest_conflict:
         title += f" (manifest {section.manifest_hash[:MANIFEST_CHARS]})"
@@ -154,6 +156,11 @@ def _section_lines(section: LeaderboardSection, notes: _Footnotes) -> list[str]:
     extra += [f"no paper number for `{m}`: {err}" for m, err in missing]
     if extra:
         lines += ["Notes:", ""] + [f"- {_cell(x)}" for x in extra] + [""]
+
+    # Published numbers go last and in their own table, so they are never read as our runs.
+    published = render_references(section.dataset, section.protocol, references)
+    if published:
+        lines += published.rstrip("\n").split("\n") + [""]
     return lines
 
 
@@ -176,9 +183,14 @@ def _preamble() -> list[str]:
     ]
 
 
-def render_leaderboard(board: Leaderboard, title: str = DEFAULT_TITLE) -> str:
-    """Markdown for an already aggregated leaderboard."""
+def render_leaderboard(board: Leaderboard, title: str = DEFAULT_TITLE,
+                       references: Iterable[Reference] | None = None) -> str:
+    """Markdown for an already aggregated leaderboard.
+
+    ``references`` are the published numbers to show per section (default: ``references.yaml``).
+    """
     notes = _Footnotes()
+    refs = tuple(load_references() if references is None else references)
     lines = [f"# {title}", ""] + _preamble()
     if not board.sections:
         lines += ["_No results yet._ Run `bench run ...`, then `bench leaderboard`.", ""]
@@ -190,7 +202,7 @@ def render_leaderboard(board: Leaderboard, title: str = DEFAULT_TITLE) -> str:
             lines.append(f"- {s.dataset} / {s.protocol}{suffix}{flag}")
         lines.append("")
         for s in board.sections:
-            lines += _section_lines(s, notes)
+            lines += _section_lines(s, notes, refs)
     foot = notes.lines()
     if foot:
         lines += foot + [""]

@@ -120,3 +120,17 @@ def test_missing_corpus_root_is_named(env, capsys, tmp_path):
     missing = tmp_path / "no_such_corpus"
     rc, out, err = run_cli(capsys, "data", "check", real[0], "--root", missing)
     assert rc == 2 and "no_such_corpus" in err and "Traceback" not in err
+
+
+def test_data_check_counts_and_media_durations(env, capsys, small_synthetic, tmp_path):
+    import shutil
+
+    root = tmp_path / "syn_check"
+    shutil.copytree(small_synthetic / "synthetic", root)
+    sorted(root.rglob("*.wav"))[0].write_bytes(b"broken")
+    rc, out, err = run_cli(capsys, "data", "check", "synthetic", "--root", root)
+    assert rc == 0, err
+    assert "synthetic-4" in out and "train" in out and "test" in out
+    audio_row = next(line for line in out.splitlines() if line.strip("│ ").startswith("audio"))
+    assert " 1 " in audio_row  # the broken wav is counted as unreadable
+    assert "unreadable audio" in out
