@@ -318,6 +318,11 @@ def media_durations(paths, kind: str) -> tuple[list[float], list[tuple[str, str]
     return durations, bad
 
 
+from .download import download as _download  # noqa: E402  (bench data download DATASET)
+
+data_app.command("download")(_download)
+
+
 # -- features -------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from merbench.corpus import Corpus, Utterance
+from merbench.download import Download
 from merbench.errors import CorpusNotFoundError, MerbenchError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
 from merbench.protocols import Protocol, split_by_field
@@ -105,6 +106,21 @@ class MELDDataset(DatasetAdapter):
     )
     modalities: ClassVar[tuple[str, ...]] = ("t", "a", "v")
     default_protocol: ClassVar[str] = "meld-7"
+    # `bench data download meld`. Upstream publishes no checksums, hence sha256=None (the
+    # hash computed on download is kept in a <file>.sha256 sidecar).
+    downloads: ClassVar[tuple[Download, ...]] = tuple(
+        Download(url=f"https://raw.githubusercontent.com/declare-lab/MELD/master/data/MELD/{s}_sent_emo.csv",
+                 filename=f"{s}_sent_emo.csv", sha256=None, group="annotations",
+                 description=f"MELD {s} annotations (declare-lab/MELD on GitHub, GPL-3.0)")
+        for s in ("train", "dev", "test")
+    ) + (
+        Download(url="https://huggingface.co/datasets/declare-lab/MELD/resolve/main/MELD.Raw.tar.gz",
+                 filename="MELD.Raw.tar.gz", sha256=None, extract="tar.gz", group="media",
+                 alternatives=("http://web.eecs.umich.edu/~mihalcea/downloads/MELD.Raw.tar.gz",),
+                 inner=("MELD.Raw/train.tar.gz", "MELD.Raw/dev.tar.gz", "MELD.Raw/test.tar.gz"),
+                 description="MELD.Raw: the clips (mp4) of all splits, about 10 GB; mirror of "
+                             "http://web.eecs.umich.edu/~mihalcea/downloads/MELD.Raw.tar.gz"),
+    )
 
     def __init__(self, root: str | Path | None = None):
         super().__init__(root)
