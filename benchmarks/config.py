@@ -71,11 +71,15 @@ def method_config(method_cls, variant: str = "default", dataset: str | None = No
         cfg = deep_merge(cfg, per_ds[dataset])
     if protocol and protocol in per_proto:
         cfg = deep_merge(cfg, per_proto[protocol])
-    return apply_overrides(cfg, overrides)
+    accepted = method_cls.accepted_config_keys() if hasattr(method_cls, "accepted_config_keys") else {}
+    return apply_overrides(cfg, overrides, accepted)
 
 
-def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
-    """``["train.lr=0.001", "hidden=[256,128]"]``: dotted keys, values parsed as YAML."""
+def apply_overrides(cfg: dict, overrides: Iterable[str], accepted: dict[str, set[str]] | None = None) -> dict:
+    """``["train.lr=0.001", "hidden=[256,128]"]``: dotted keys, values parsed as YAML.
+
+    A key must exist in the config (typos fail loudly), or be one of ``accepted[block]``: keys a
+    method takes with defaults of its own (e.g. the trainer's ``train.*`` settings)."""
     cfg = copy.deepcopy(cfg)
     for item in overrides or ():
         key, sep, raw = item.partition("=")
@@ -91,8 +95,9 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
             if not isinstance(node.setdefault(p, {}), dict):
                 raise ConfigError(f"--set {item!r}: {p!r} is not a mapping in the config")
             node = node[p]
-        if parts[-1] not in node:
-            known = ", ".join(sorted(node)) or "(none)"
+        extra = (accepted or {}).get(".".join(parts[:-1]), set())
+        if parts[-1] not in node and parts[-1] not in extra:
+            known = ", ".join(sorted(set(node) | extra)) or "(none)"
             raise ConfigError(f"--set {item!r}: the config has no key {key.strip()!r}", fix=f"keys at that level: {known}")
         node[parts[-1]] = value
     return cfg

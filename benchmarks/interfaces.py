@@ -257,6 +257,11 @@ class Method(ABC):
         self.workdir = workdir
 
     @classmethod
+    def accepted_config_keys(cls) -> dict[str, set[str]]:
+        """Config keys a method accepts with built-in defaults, per block (for ``--set``)."""
+        return {}
+
+    @classmethod
     def modality_subsets(cls) -> list[tuple[str, ...]]:
         """Every non-empty subset of the declared modalities (override to narrow)."""
         from itertools import combinations

@@ -41,6 +41,9 @@ DEFAULT_TRAIN = {
     "epochs": 30, "batch_size": 32, "eval_batch_size": 256, "lr": 1e-3, "weight_decay": 0.0,
     "optimizer": "adam", "patience": 8, "select_metric": "weighted_f1", "grad_clip": 0.0,
     "standardize": True, "bucket_by_length": True, "max_frames": 0,
+    # Keep pooled features of a split as one tensor on the device and gather batches from it
+    # (no per-batch host->device copies). "auto": on for CUDA devices.
+    "resident_features": "auto",
 }
 
 
@@ -114,6 +117,10 @@ class TorchMethod(Method):
     def extra_train_keys(self) -> tuple[str, ...]:
         return ()
 
+    @classmethod
+    def accepted_config_keys(cls) -> dict[str, set[str]]:
+        return {"train": set(DEFAULT_TRAIN) | {"scheduler"}}
+
     def input_dims(self, split: SplitData) -> dict[str, int]:
         dims = {}
         for m in self.modalities:
@@ -160,11 +167,33 @@ class TorchMethod(Method):
             x = x[np.linspace(0, len(x) - 1, cap).round().astype(int)]
         return np.asarray(x, dtype=np.float32)
 
+    def _resident(self, split: SplitData, m: str) -> torch.Tensor | None:
+        """The split's standardised pooled features of ``m`` as one device tensor, or None."""
+        flag = self.train_cfg["resident_features"]
+        on = str(self.device).startswith("cuda") if flag == "auto" else bool(flag)
+        if not on or self.levels[m] != "pooled":
+            return None
+        cache = split.__dict__.setdefault("_resident", {})
+        key = (id(self), m, str(self.device))
+        if key not in cache:
+            t = split.features[m]
+            x = t.pooled.astype(np.float32)
+            if m in self.norm:
+                mean, std = self.norm[m]
+                x = (x - mean) / std
+                x[~t.valid] = 0.0
+            cache[key] = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        return cache[key]
+
     def collate(self, split: SplitData, rows: list[int] | list[list[int]]) -> dict:
         if self.unit == "dialogue":
             return self._collate_dialogues(split, rows)  # type: ignore[arg-type]
         batch: dict[str, Any] = {"x": {}, "mask": {}, "index": torch.tensor(rows)}
         for m in self.modalities:
+            resident = self._resident(split, m)
+            if resident is not None:
+                batch["x"][m] = resident[torch.as_tensor(rows, device=resident.device)]
+                continue
             feats = [self._feature(split, m, r) for r in rows]
             if self.levels[m] == "frames":
                 T = max(len(f) for f in feats)

@@ -36,3 +36,10 @@ def test_hash_is_order_independent():
 def test_unknown_variant_lists_known():
     with pytest.raises(ConfigError, match="no variant 'nope'"):
         method_config(get_method("mlp"), "nope")
+
+
+def test_trainer_settings_can_be_set_without_being_in_the_file():
+    cfg = method_config(get_method("mlp"), overrides=["train.grad_clip=1.0"])
+    assert cfg["train"]["grad_clip"] == 1.0
+    with pytest.raises(ConfigError, match="no key 'train.grad_clipp'"):
+        method_config(get_method("mlp"), overrides=["train.grad_clipp=1.0"])

@@ -80,3 +80,12 @@ def test_seeds_differ_and_result_schema(merbench_home, tmp_path):
     for key in ("accuracy", "ua", "weighted_f1", "macro_f1", "per_class", "confusion"):
         assert key in data["test"]
     assert data["provenance"]["git_commit"] is None or len(data["provenance"]["git_commit"]) == 40
+
+
+def test_resident_features_give_the_same_result(merbench_home, tmp_path):
+    """Device-resident pooled features (the default on CUDA) change speed, not results."""
+    base = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))[0])
+    req = dict(MLP, overrides=MLP["overrides"] + ["train.resident_features=true"])
+    resident = read_result(run(RunRequest(**req, seeds=[0], results_dir=tmp_path / "b"))[0])
+    assert resident.config["train"]["resident_features"] is True
+    assert resident.test == base.test and resident.folds[0].history == base.folds[0].history
