@@ -206,20 +206,30 @@ class BootstrapResult:
 
 def _align(systems: Sequence[Predictions], ref: Predictions) -> list[np.ndarray]:
     """Row order of each run matching ``ref``'s utterances; every run must cover the same test set."""
-    order = {u: i for i, u in enumerate(ref.uids)}
+    def keys(uids) -> list[tuple[str, int]]:
+        # (uid, occurrence): an as-published protocol may hold one utterance several times
+        seen: dict[str, int] = {}
+        out = []
+        for u in uids:
+            seen[u] = seen.get(u, 0) + 1
+            out.append((u, seen[u]))
+        return out
+
+    order = {k: i for i, k in enumerate(keys(ref.uids))}
     out = []
     for p in systems:
         if p.label_names != ref.label_names:
             raise MerbenchError(f"{p.path} and {ref.path} use different label sets "
                                 f"({list(p.label_names)} vs {list(ref.label_names)})",
                                 fix="compare runs of the same protocol only")
-        if len(p.uids) != len(ref.uids) or set(p.uids) != set(order):
+        pkeys = keys(p.uids)
+        if len(pkeys) != len(order) or set(pkeys) != set(order):
             raise MerbenchError(f"{p.path} and {ref.path} do not cover the same test utterances "
                                 f"({len(p.uids)} vs {len(ref.uids)})",
                                 fix="compare runs of the same protocol and split manifest only")
         idx = np.empty(len(p.uids), dtype=np.int64)
-        for i, u in enumerate(p.uids):
-            idx[order[u]] = i
+        for i, k in enumerate(pkeys):
+            idx[order[k]] = i
         if not np.array_equal(p.gold[idx], ref.gold):
             raise MerbenchError(f"{p.path} and {ref.path} disagree on gold labels",
                                 fix="compare runs of the same protocol and split manifest only")
