@@ -15,23 +15,17 @@ Encoder names:
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
 from merbench.errors import ConfigError, MerbenchError
+from merbench.features.text import _offline  # offline hub settings, quiet weight loading
 
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 TINY = "tiny-random-bert"
 POOLINGS = ("pooler", "cls", "mean")
-
-
-def _offline() -> None:
-    # Model hubs are unreachable here: fail fast on a local miss instead of retrying the network.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def model_source(name: str) -> str:
