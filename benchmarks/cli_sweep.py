@@ -78,7 +78,15 @@ def summary_table(summary) -> Table:
 
 
 @sweep_app.command("sweep")
-def sweep(suite: Path = typer.Argument(..., help="suite YAML file, or the name of a built-in suite (e.g. default)"),
+def sweep(suite: Optional[Path] = typer.Argument(None, help="suite YAML file, or the name of a built-in suite "
+                                                             "(e.g. default); or give --method/--protocol lists"),
+          method: list[str] = typer.Option([], "--method", "-M", help="method (repeatable): a suite from the command line"),
+          protocol: list[str] = typer.Option([], "--protocol", "-p", help="protocol (repeatable)"),
+          dataset: list[str] = typer.Option([], "--dataset", "-d", help="dataset (repeatable): all its protocols"),
+          modalities: list[str] = typer.Option([], "--modalities", "-m",
+                                               help="modality set (repeatable, e.g. t, ta, tav; default: all declared)"),
+          seeds: int = typer.Option(3, "--seeds", help="with --method: seeds 0..N-1"),
+          set_: list[str] = typer.Option([], "--set", help="with --method: config override key=value (repeatable)"),
           workers: Optional[int] = typer.Option(None, "--workers", "-j",
                                                 help="parallel runs (local default 1; ray default: no cap)"),
           executor: str = typer.Option("local", "--executor", help="local (worker processes), ray, or inline"),
@@ -102,7 +110,7 @@ def sweep(suite: Path = typer.Argument(..., help="suite YAML file, or the name o
         raise MerbenchError(f"--workers {workers}: need at least one", fix="use --workers 1 or more")
     if threads is not None and threads < 1:
         raise MerbenchError(f"--threads {threads}: need at least one", fix="use --threads 1 or more")
-    plan = expand_suite(suite, results_dir)
+    plan = expand_suite(suite_from_cli(suite, method, protocol, dataset, modalities, seeds, set_), results_dir)
     for note in plan.notes:
         console.print(f"[dim]note: {note}[/dim]")
     if dry_run:
@@ -141,6 +149,27 @@ def sweep(suite: Path = typer.Argument(..., help="suite YAML file, or the name o
             console.print(f"  {o.failure_file}", highlight=False)
         console.print("run the same command again to retry them (finished runs are skipped)")
         raise typer.Exit(1)
+
+
+def suite_from_cli(suite, methods, protocols, datasets, modalities, seeds, overrides):
+    """The suite file, or a one-entry suite built from --method/--protocol/--dataset lists."""
+    if suite is not None:
+        if methods or protocols or datasets or modalities or overrides:
+            raise MerbenchError("give either a suite file or --method/--protocol lists, not both",
+                                fix="put the lists into a suite file's entry, or drop the suite argument")
+        return suite
+    if not methods or not (protocols or datasets):
+        raise MerbenchError("nothing to sweep: give a suite file (e.g. `bench sweep default`) or at least one "
+                            "--method and one --protocol or --dataset")
+    entry: dict = {"methods": list(methods), "seeds": seeds,
+                   "modalities": list(modalities) if modalities else "all-declared"}
+    if protocols:
+        entry["protocols"] = list(protocols)
+    if datasets:
+        entry["datasets"] = list(datasets)
+    if overrides:
+        entry["set"] = list(overrides)
+    return {"_source": "<command line>", "runs": {"command-line": entry}}
 
 
 def main(argv: list[str] | None = None) -> int:

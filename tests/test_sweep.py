@@ -270,3 +270,18 @@ def test_cli_mounts_with_one_line_and_reports(merbench_home, tmp_path):
 
     assert main([str(suite), "--results-dir", str(tmp_path / "res"), "--executor", "inline"]) == 1
     assert main([str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_sweep_from_command_line_lists(tmp_path, merbench_home, capsys):
+    """`bench sweep --method mlp --protocol toy-4 -m t --seeds 2`: a suite without a file."""
+    import toy
+    from merbench.cli import main as bench
+
+    toy.register()
+    results = tmp_path / "r"
+    args = ["sweep", "--method", "mlp", "--protocol", "toy-4", "-m", "t", "--seeds", "2", "--set", "features.t=toy-bow",
+            "--set", "train.epochs=2", "--results-dir", str(results), "--executor", "inline"]
+    assert bench(args) == 0, capsys.readouterr().err
+    assert len(list(results.rglob("*.json"))) == 2
+    assert bench(["sweep", "default", "--method", "mlp"]) == 2
+    assert "not both" in capsys.readouterr().err
