@@ -10,4 +10,9 @@ BUILTIN_FEATURES = {
     "audio-egemaps": "merbench.features.audio:EGeMAPSExtractor",
     "audio-compare": "merbench.features.audio:ComParE2016Extractor",
     "video-facecrop": "merbench.features.video:FaceCropExtractor",
+    "audio-hf": "merbench.features.speech_hf:HFSpeechExtractor",
+    "audio-logmel": "merbench.features.logmel:LogMelExtractor",
+    "audio-emotion2vec": "merbench.features.emotion2vec:Emotion2VecExtractor",
+    "video-hf": "merbench.features.vision_hf:HFVisionExtractor",
+    "text-context": "merbench.features.text_context:TextContextExtractor",
 }

@@ -144,6 +144,10 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
                 progress(len(corpus), len(corpus))
             return entry
         utts = corpus.utterances
+        if hasattr(extractor, "prime"):
+            # Extractors that read context across utterances (e.g. earlier turns of a dialogue)
+            # see the whole corpus first, so a resumed extraction gives the same features.
+            extractor.prime(utts)
         parts = [utts[i:i + PART_SIZE] for i in range(0, len(utts), PART_SIZE)]
         bad: list[dict] = []
         dims: dict = {}

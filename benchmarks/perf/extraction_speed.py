@@ -1,0 +1,158 @@
+"""Feature extraction speed on a small synthetic corpus (a script, not a test).
+
+    python benchmarks/perf/extraction_speed.py [--dialogues 30] [--device cuda] [--repeats 2] [--chunks 8]
+                                               [--skip-compare]
+
+In one run, on the same generated corpus:
+
+1. openSMILE eGeMAPSv02 called directly (``opensmile.Smile(...).process_file`` for the
+   functionals and the low-level descriptors, the two levels ``audio-egemaps`` gives) against
+   the ``audio-egemaps`` extractor through ``extract_corpus`` into a fresh cache folder; it
+   prints the throughput ratio (ours / direct; the target is >= 0.90). The corpus is cut into
+   ``--chunks`` sub-corpora and the two sides alternate chunk by chunk (``--repeats`` passes,
+   the side that goes first swapping each time), so that a burst of other work on a shared
+   machine hurts both sides alike. Both sides build their openSMILE objects before the timing.
+2. audio seconds per wall second of each audio extractor through ``extract_corpus``:
+   audio-egemaps, audio-compare, audio-logmel, and audio-hf with a TINY RANDOM-WEIGHT
+   wav2vec2-style model (2 layers, hidden size 32; no real model is reachable offline, so this
+   measures the pipeline around the model, not a real wav2vec2's cost).
+3. utterances per second of text-minilm and text-context through ``extract_corpus``.
+
+Models are loaded before their timing starts (Smile objects, the tiny model, MiniLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _tiny_speech_model(folder: Path) -> Path:
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                         conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                         feat_extract_norm="layer", vocab_size=8)
+    Wav2Vec2Model(cfg).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(folder)
+    return folder
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dialogues", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="device of the torch extractors (default: cuda when available)")
+    ap.add_argument("--repeats", type=int, default=2, help="passes over the corpus for the eGeMAPS comparison")
+    ap.add_argument("--chunks", type=int, default=8, help="interleaved chunks per pass of the eGeMAPS comparison")
+    ap.add_argument("--skip-compare", action="store_true", help="leave out audio-compare (6373 functionals, the slowest)")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import opensmile
+    import soundfile as sf
+
+    from merbench.corpus import Corpus
+    from merbench.datasets.synthetic.adapter import SyntheticDataset
+    from merbench.datasets.synthetic.generator import generate
+    from merbench.features.audio import ComParE2016Extractor, EGeMAPSExtractor
+    from merbench.features.logmel import LogMelExtractor
+    from merbench.features.speech_hf import HFSpeechExtractor
+    from merbench.features.store import extract_corpus
+    from merbench.features.text import MiniLMTextExtractor
+    from merbench.features.text_context import TextContextExtractor
+
+    tmp = Path(tempfile.mkdtemp(prefix="merbench-speed-"))
+    try:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"machine: {os.cpu_count()} CPU cores, load average {load:.2f}; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads; device {args.device}")
+        t = time.perf_counter()
+        generate(tmp / "synthetic", n_dialogues=args.dialogues, seed=args.seed, workers=1)
+        corpus = SyntheticDataset(tmp / "synthetic").load()
+        wavs = [u.audio_path for u in corpus.utterances]
+        seconds = sum(sf.info(w).duration for w in wavs)
+        print(f"corpus: {args.dialogues} dialogues, {len(corpus)} utterances, {seconds:.1f} s of audio "
+              f"(generated in {time.perf_counter() - t:.1f} s)\n")
+
+        # 1. eGeMAPS: openSMILE directly vs the extractor through the cache.
+        fs = opensmile.FeatureSet.eGeMAPSv02
+        func = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.Functionals)
+        lld = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+
+        def direct(paths):
+            for w in paths:
+                func.process_file(w)
+                lld.process_file(w)
+
+        # The machine may be shared: interleave the two sides chunk by chunk (and swap which goes
+        # first), so that a burst of other work lands on both sides alike.
+        ours = EGeMAPSExtractor()
+        n_chunks = max(1, min(args.chunks, len(corpus)))
+        chunks = [corpus.utterances[i::n_chunks] for i in range(n_chunks)]
+        totals = {"direct": 0.0, "ours": 0.0}
+        per_repeat = {"direct": [], "ours": []}
+        for r in range(max(1, args.repeats)):
+            rep = {"direct": 0.0, "ours": 0.0}
+            for c, utts in enumerate(chunks):
+                sub = Corpus(f"speed-{r}-{c}", list(utts), root=corpus.root)
+                steps = [("direct", lambda: direct([u.audio_path for u in utts])),
+                         ("ours", lambda: extract_corpus(sub, ours, cache=tmp / f"cache-egemaps-{r}"))]
+                for side, fn in (steps if (r + c) % 2 == 0 else steps[::-1]):
+                    rep[side] += _timed(fn)
+            for k in totals:
+                totals[k] += rep[k]
+                per_repeat[k].append(rep[k])
+        n_rep = max(1, args.repeats)
+        print(f"eGeMAPSv02 (functionals + LLDs) on the same files, {n_rep} pass(es) over {n_chunks} interleaved chunks:")
+        for k, label in (("direct", "openSMILE process_file, direct"), ("ours", "audio-egemaps via extract_corpus")):
+            print(f"  {label:36s} {totals[k] / n_rep:7.2f} s / pass  {n_rep * seconds / totals[k]:7.1f} audio s / s   "
+                  f"(passes: {', '.join(f'{x:.2f}' for x in per_repeat[k])})")
+        ratio = totals["direct"] / totals["ours"]
+        print(f"  throughput ratio ours / direct: {ratio:.3f}  (target >= 0.90: {'met' if ratio >= 0.90 else 'NOT met'})\n")
+
+        # 2. Audio extractors: audio seconds per wall second.
+        audio = [("audio-egemaps", EGeMAPSExtractor)]
+        if not args.skip_compare:
+            audio.append(("audio-compare", ComParE2016Extractor))
+        audio += [("audio-logmel (64 bins)", LogMelExtractor),
+                  ("audio-hf (TINY RANDOM wav2vec2-style, 2x32, layer mean)",
+                   lambda: HFSpeechExtractor(_tiny_speech_model(tmp / "tiny-w2v2"), layer="mean", device=args.device))]
+        print("audio extractors through extract_corpus (fresh cache):")
+        for label, make in audio:
+            ex = make()
+            if hasattr(ex, "model"):
+                ex.model()
+            dt = _timed(lambda: extract_corpus(corpus, ex, cache=tmp / f"cache-{ex.name}"))
+            print(f"  {label:56s} {dt:7.2f} s  {seconds / dt:8.1f} audio s / s")
+
+        # 3. Text extractors: utterances per second (model loading excluded: loaded before timing).
+        print("\ntext extractors through extract_corpus (fresh cache, model loaded beforehand):")
+        for ex in (MiniLMTextExtractor(device=args.device), TextContextExtractor(device=args.device)):
+            ex.model()
+            dt = _timed(lambda: extract_corpus(corpus, ex, cache=tmp / f"cache-{ex.name}"))
+            print(f"  {ex.name:56s} {dt:7.2f} s  {len(corpus) / dt:8.1f} utterances / s")
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
