@@ -326,20 +326,52 @@ data_app.command("download")(_download)
 # -- features -------------------------------------------------------------------------------
 
 
+def build_extractor(name: str, device: str = "cpu", batch_size: Optional[int] = None):
+    """An extractor by name, on ``device``, with the model batch size set where it has one."""
+    import inspect
+
+    from .registry import get_feature
+
+    cls = get_feature(name)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MerbenchError(f"--device {device} asked for, but torch sees no CUDA device", fix="use --device cpu")
+    elif device != "cpu":
+        raise MerbenchError(f"unknown device {device!r}", fix="use cpu or cuda")
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {}
+    if "device" in params:
+        kwargs["device"] = device
+    elif device != "cpu":
+        raise MerbenchError(f"extractor {name} runs on the CPU only", fix="drop --device")
+    if batch_size is not None and "model_batch" in params:
+        kwargs["model_batch"] = batch_size
+    ext = cls(**kwargs)
+    if batch_size is not None and "model_batch" not in params:
+        ext.batch_size = batch_size
+    return ext
+
+
 @features_app.command("extract")
 def features_extract(dataset: str = typer.Argument(...),
                      extractor: str = typer.Option(..., "--extractor", "-e", help="bench list features"),
-                     root: Optional[Path] = typer.Option(None, "--root")):
+                     root: Optional[Path] = typer.Option(None, "--root"),
+                     device: str = typer.Option("cpu", "--device", help="cpu or cuda (for model-based extractors)"),
+                     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="utterances per model batch"),
+                     workers: int = typer.Option(1, "--workers", help="processes extracting cache parts in parallel")):
     """Extract one extractor's features for a whole corpus into the cache (resumable)."""
     from .features.store import bad_media, extract_corpus
-    from .registry import get_feature
     from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
 
-    ext = get_feature(extractor)()
+    if workers < 1:
+        raise MerbenchError(f"--workers {workers}: need at least one")
+    ext = build_extractor(extractor, device, batch_size)
     corpus = get_dataset(dataset)(root).load()
     with _progress() as p:
         task = p.add_task(f"extract {extractor}", total=len(corpus))
-        entry = extract_corpus(corpus, ext, progress=lambda d, t: p.update(task, completed=d, total=t))
+        entry = extract_corpus(corpus, ext, workers=workers, progress=lambda d, t: p.update(task, completed=d, total=t))
     bad = bad_media(entry)
     console.print(f"{extractor}: {len(corpus)} utterances cached at {entry}" + (f", {len(bad)} unreadable" if bad else ""))
 

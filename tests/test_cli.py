@@ -134,3 +134,23 @@ def test_data_check_counts_and_media_durations(env, capsys, small_synthetic, tmp
     audio_row = next(line for line in out.splitlines() if line.strip("│ ").startswith("audio"))
     assert " 1 " in audio_row  # the broken wav is counted as unreadable
     assert "unreadable audio" in out
+
+
+def test_features_extract_with_workers_matches_one_process(env, capsys, monkeypatch, tmp_path):
+    from merbench.features import store
+    from merbench.registry import get_dataset
+
+    monkeypatch.setattr(store, "PART_SIZE", 60)  # a few parts on the small corpus
+    corpus = get_dataset("synthetic")().load()
+    ext = __import__("merbench.cli", fromlist=["build_extractor"]).build_extractor("audio-logmel", batch_size=8)
+    one = store.load_table(store.extract_corpus(corpus, ext, cache=tmp_path / "one"))
+    two = store.load_table(store.extract_corpus(corpus, ext, cache=tmp_path / "two", workers=2))
+    np.testing.assert_array_equal(one.pooled, two.pooled)
+    assert [len(f) for f in one.frames] == [len(f) for f in two.frames]
+    rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "text-minilm", "--device", "cuda")
+    import torch
+
+    if not torch.cuda.is_available():
+        assert rc == 2 and "no CUDA device" in err
+    rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "audio-logmel", "--device", "gpu")
+    assert rc == 2 and "unknown device" in err

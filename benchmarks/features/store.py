@@ -133,9 +133,22 @@ def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem 
     return {"dim": dim, "frame_dim": fdim}
 
 
+def _extract_and_save(extractor: FeatureExtractor, utts: Sequence[Utterance], path: Path,
+                      context: Sequence[Utterance] | None = None) -> tuple[list[dict], dict]:
+    """One part, start to finish (also the unit of work of a worker process)."""
+    if context is not None and hasattr(extractor, "prime"):
+        extractor.prime(context)
+    bad: list[dict] = []
+    items = _extract_part(extractor, utts, bad)
+    return bad, _save_part(path, utts, items, extractor, bad)
+
+
 def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Path:
-    """Extract (or finish extracting) features for every utterance of ``corpus``."""
+                   progress: Callable[[int, int], None] | None = None, workers: int = 1) -> Path:
+    """Extract (or finish extracting) features for every utterance of ``corpus``.
+
+    ``workers`` > 1 extracts parts in that many processes (each part is its own file, so
+    they never write the same place); the extractor is pickled to them."""
     entry = entry_dir(corpus, extractor, cache)
     entry.mkdir(parents=True, exist_ok=True)
     with file_lock(entry / ".lock"):
@@ -152,23 +165,42 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
         bad: list[dict] = []
         dims: dict = {}
         done = 0
+        todo = []
         for k, part in enumerate(parts):
             path = entry / f"part-{k:05d}.npz"
             if path.exists():  # resumed: this part was finished before an interruption
                 with np.load(path) as z:
                     if list(z["uids"]) == [u.uid for u in part]:
-                        bad.extend({"uid": str(u), "path": str(p), "reason": str(r)} for u, p, r in (z["bad"] if "bad" in z.files else []))
+                        bad.extend({"uid": str(u), "path": str(p), "reason": str(r)}
+                                   for u, p, r in (z["bad"] if "bad" in z.files else []))
                         dims = dims or {"dim": int(z["pooled"].shape[1]),
                                         "frame_dim": int(z["frames"].shape[1]) if z["frames"].size else 0}
                         done += len(part)
-                        if progress:
-                            progress(done, len(utts))
                         continue
-            items = _extract_part(extractor, part, bad)
-            dims = _save_part(path, part, items, extractor, bad)
-            done += len(part)
-            if progress:
-                progress(done, len(utts))
+            todo.append((part, path))
+        if progress:
+            progress(done, len(utts))
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            context = utts if hasattr(extractor, "prime") else None
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(_extract_and_save, extractor, part, path, context): part for part, path in todo}
+                for fut in as_completed(futures):
+                    part_bad, dims = fut.result()
+                    bad.extend(part_bad)
+                    done += len(futures[fut])
+                    if progress:
+                        progress(done, len(utts))
+        else:
+            for part, path in todo:
+                part_bad, dims = _extract_and_save(extractor, part, path)
+                bad.extend(part_bad)
+                done += len(part)
+                if progress:
+                    progress(done, len(utts))
+        bad.sort(key=lambda b: b["uid"])
         meta = {"corpus": corpus.name, "root": str(corpus.root), "extractor": extractor.name,
                 "version": extractor.version, "settings": extractor.settings(), "parts": len(parts),
                 "count": len(utts), **dims, "bad_media": bad}

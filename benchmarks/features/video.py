@@ -74,6 +74,16 @@ class HaarFaceDetector:
             raise MediaError(cv2.data.haarcascades + cascade, "OpenCV cannot load this Haar cascade",
                              fix="reinstall opencv-python-headless, which ships the cascade files")
 
+    def __getstate__(self) -> dict:
+        # The OpenCV classifier cannot be pickled; worker processes load it again from its name.
+        return {k: v for k, v in self.__dict__.items() if k != "_cascade"}
+
+    def __setstate__(self, state: dict) -> None:
+        import cv2
+
+        self.__dict__.update(state)
+        self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + self.cascade_name)
+
     def settings(self) -> dict[str, Any]:
         return {"cascade": self.cascade_name, "scale_factor": self.scale_factor,
                 "min_neighbors": self.min_neighbors, "min_size_frac": self.min_size_frac}
