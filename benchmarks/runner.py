@@ -217,7 +217,9 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     written = []
     for seed in seeds:
         t0 = time.time()
-        prov = collect(req.device, command=" ".join(shlex.quote(a) for a in sys.argv))
+        # The program's name, not its path: a path names one machine's layout, not the command.
+        argv = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
+        prov = collect(req.device, command=" ".join(shlex.quote(a) for a in argv))
         stub = RunResult(method=method_cls.name, variant=req.variant, dataset=adapter_cls.name, protocol=protocol.name,
                          protocol_version=protocol.version, manifest_hash=splits.manifest_hash, label_names=[],
                          modalities=mkey, seed=seed, config=config, config_hash=chash, folds=[],

@@ -62,10 +62,13 @@ def test_default_suite_expands_to_the_agreed_runs(tmp_path):
     mlp_subsets = {"t", "a", "v", "ta", "tv", "av", "tav"}
     assert got[("synthetic-4", "mlp")] == {(m, s) for m in mlp_subsets for s in seeds}
     assert got[("synthetic-4", "majority")] == {("t", s) for s in seeds}  # majority declares only the t subset
-    for proto in ("meld-7", "iemocap-6", "iemocap-4-loso"):
+    real = ("meld-7", "meld-3", "iemocap-6", "iemocap-4-loso", "mosi-2", "mosi-7")
+    as_published = ("meld-oversampled-leaky", "iemocap-4-random8020")
+    for proto in real + as_published:
         for method in ("majority", "mlp"):
             assert got[(proto, method)] == {("t", s) for s in seeds}
-    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * 3
+    assert got[("synthetic-4", "text_transformer")] == {("t", s) for s in seeds}
+    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3
     assert len({j.result_path for j in plan.jobs}) == len(plan.jobs)
 
 
