@@ -401,20 +401,28 @@ class FaceCropExtractor(FeatureExtractor):
         return ExtractedItem(pooled=pooled, frames=desc)
 
     def extract(self, utterances: Sequence[Utterance]) -> list[ExtractedItem]:
-        out = []
-        for u in utterances:
-            if not u.video_path:
-                raise MediaError(u.uid, f"utterance {u.uid} has no video_path",
-                                 fix="the corpus adapter must set video_path, or drop the video modality (--modalities t,a)")
-            frames, _ = read_video(u.video_path, max_frames=self.max_frames)
-            audio = None
-            if getattr(self.select_track, "needs_audio", False):
-                try:
-                    audio = read_audio(u.audio_path or u.video_path)
-                except MediaError as e:  # unreadable audio must not cost the video features
-                    log.debug("%s: no audio for track selection: %s", u.uid, e)
-            out.append(self.features(frames, audio))
-        if self.counts["no_face"]:
-            log.info("%s: no face found in %d of %d utterances so far (whole frames used)",
-                     self.name, self.counts["no_face"], self.counts["utterances"])
-        return out
+        return extract_face_clips(self, utterances)
+
+
+def read_clip(u: Utterance, max_frames: int, select_track) -> tuple[np.ndarray, np.ndarray | None]:
+    """An utterance's frames, plus its audio when the track selector asks for it."""
+    if not u.video_path:
+        raise MediaError(u.uid, f"utterance {u.uid} has no video_path",
+                         fix="the corpus adapter must set video_path, or drop the video modality (--modalities t,a)")
+    frames, _ = read_video(u.video_path, max_frames=max_frames)
+    audio = None
+    if getattr(select_track, "needs_audio", False):
+        try:
+            audio = read_audio(u.audio_path or u.video_path)
+        except MediaError as e:  # unreadable audio must not cost the video features
+            log.debug("%s: no audio for track selection: %s", u.uid, e)
+    return frames, audio
+
+
+def extract_face_clips(extractor, utterances: Sequence[Utterance]) -> list[ExtractedItem]:
+    """The ``extract`` of face-track extractors: read each clip, then ``extractor.features``."""
+    out = [extractor.features(*read_clip(u, extractor.max_frames, extractor.select_track)) for u in utterances]
+    if extractor.counts["no_face"]:
+        log.info("%s: no face found in %d of %d utterances so far (whole frames used)",
+                 extractor.name, extractor.counts["no_face"], extractor.counts["utterances"])
+    return out

@@ -27,12 +27,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..corpus import Utterance
-from ..errors import ConfigError, MediaError, MerbenchError
+from ..errors import ConfigError, MerbenchError
 from ..interfaces import ExtractedItem, FeatureExtractor
-from .media import read_audio, read_video
 from .speech_hf import hidden_size, resolve_device
 from .text import _cached, _offline
-from .video import (FaceDetector, TrackSelector, _clip_box, default_detector, describe_detector,
+from .video import (FaceDetector, extract_face_clips, TrackSelector, _clip_box, default_detector, describe_detector,
                     select_by_mouth_motion, track_faces)
 
 log = logging.getLogger(__name__)
@@ -181,20 +180,4 @@ class HFVisionExtractor(FeatureExtractor):
         return self.embed(colour_crops(frames, boxes, self.margin))
 
     def extract(self, utterances: Sequence[Utterance]) -> list[ExtractedItem]:
-        out = []
-        for u in utterances:
-            if not u.video_path:
-                raise MediaError(u.uid, f"utterance {u.uid} has no video_path",
-                                 fix="the corpus adapter must set video_path, or drop the video modality (--modalities t,a)")
-            frames, _ = read_video(u.video_path, max_frames=self.max_frames)
-            audio = None
-            if getattr(self.select_track, "needs_audio", False):
-                try:
-                    audio = read_audio(u.audio_path or u.video_path)
-                except MediaError as e:
-                    log.debug("%s: no audio for track selection: %s", u.uid, e)
-            out.append(self.features(frames, audio))
-        if self.counts["no_face"]:
-            log.info("%s: no face found in %d of %d utterances so far (whole frames used)",
-                     self.name, self.counts["no_face"], self.counts["utterances"])
-        return out
+        return extract_face_clips(self, utterances)
