@@ -52,6 +52,22 @@ def resolve_device(device: str) -> str:
     return str(device)
 
 
+def load_hf_pretrained(processor: str, model_name: str, kind: str):
+    """(``transformers.<processor>``, ``AutoModel``) from a name or local folder, offline, with one
+    clear error naming the model when either cannot be loaded."""
+    _offline()
+    import transformers
+
+    try:
+        proc = getattr(transformers, processor).from_pretrained(model_name)
+        mod = transformers.AutoModel.from_pretrained(model_name)
+    except (OSError, ValueError) as e:
+        raise MerbenchError(f"cannot load the Hugging Face {kind} model {model_name!r}: {e}",
+                            fix="give a local folder holding config.json, the weights and "
+                                "preprocessor_config.json (model hubs are offline: HF_HUB_OFFLINE=1)") from None
+    return proc, mod
+
+
 def hidden_size(model_name: str, known: dict[str, int] | None = None) -> int:
     """The model's hidden size from a table of known names, else from its config (no weights loaded)."""
     if known and model_name in known:
@@ -101,16 +117,8 @@ class HFSpeechExtractor(FeatureExtractor):
 
     def model(self):
         def load():
-            _offline()
-            from transformers import AutoFeatureExtractor, AutoModel
-
-            try:
-                fe = AutoFeatureExtractor.from_pretrained(self.model_name)
-                mod = AutoModel.from_pretrained(self.model_name).to(resolve_device(self.device)).eval()
-            except (OSError, ValueError) as e:
-                raise MerbenchError(f"cannot load the Hugging Face speech model {self.model_name!r}: {e}",
-                                    fix="give a local folder holding config.json, the weights and "
-                                        "preprocessor_config.json (model hubs are offline: HF_HUB_OFFLINE=1)") from None
+            fe, mod = load_hf_pretrained("AutoFeatureExtractor", self.model_name, "speech")
+            mod = mod.to(resolve_device(self.device)).eval()
             if getattr(fe, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
                 raise MerbenchError(f"{self.model_name!r} expects {fe.sampling_rate} Hz audio; audio-hf feeds {SAMPLE_RATE} Hz",
                                     fix="use a 16 kHz speech model (wav2vec2, HuBERT and WavLM checkpoints are)")

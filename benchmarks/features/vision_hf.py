@@ -27,10 +27,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..corpus import Utterance
-from ..errors import ConfigError, MerbenchError
+from ..errors import ConfigError
 from ..interfaces import ExtractedItem, FeatureExtractor
-from .speech_hf import hidden_size, resolve_device
-from .text import _cached, _offline
+from .speech_hf import hidden_size, load_hf_pretrained, resolve_device
+from .text import _cached
 from .video import (FaceDetector, extract_face_clips, TrackSelector, _clip_box, default_detector, describe_detector,
                     select_by_mouth_motion, track_faces)
 
@@ -119,16 +119,7 @@ class HFVisionExtractor(FeatureExtractor):
 
     def model(self):
         def load():
-            _offline()
-            from transformers import AutoImageProcessor, AutoModel
-
-            try:
-                proc = AutoImageProcessor.from_pretrained(self.model_name)
-                mod = AutoModel.from_pretrained(self.model_name)
-            except (OSError, ValueError) as e:
-                raise MerbenchError(f"cannot load the Hugging Face vision model {self.model_name!r}: {e}",
-                                    fix="give a local folder holding config.json, the weights and "
-                                        "preprocessor_config.json (model hubs are offline: HF_HUB_OFFLINE=1)") from None
+            proc, mod = load_hf_pretrained("AutoImageProcessor", self.model_name, "vision")
             if hasattr(mod, "vision_model"):  # a CLIP-style two-tower model: keep the image tower
                 mod = mod.vision_model
             return proc, mod.to(resolve_device(self.device)).eval()
