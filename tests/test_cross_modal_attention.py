@@ -296,3 +296,40 @@ def test_leaky_split_of_real_meld():
     train = set(fold.train)
     leaked = sum(u in train for u in fold.test) / len(fold.test)
     assert 0.8 < leaked < 0.86  # measured 82.3%: all but neutral (never copied) and a few joy/surprise
+
+
+# -- the frozen-text variant ----------------------------------------------------------------------
+
+def test_frozen_text_variant_reads_cached_text_features_and_has_no_encoder():
+    cfg = method_config(CrossModalAttentionMethod, "frozen_text")
+    assert set(CrossModalAttentionMethod.feature_requests(cfg, MODS)) == {"t", "a", "v"}
+    m = make("frozen_text")
+    split = fake_split(dims={"t": 12, "a": 8, "v": 8})
+    model = built(m, split).train()
+    assert model.text is None and model.text_fc[0].in_features == 12
+    batch = m.collate(split, list(range(6)))
+    assert "text" not in batch  # nothing tokenized
+    loss = m.loss(m.forward(model, batch), batch)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # The text features reach the prediction: changing them changes the logits.
+    model.eval()
+    before = m.forward(model, batch)["logits"]
+    batch["x"]["t"] = batch["x"]["t"] + 1.0
+    assert not torch.allclose(before, m.forward(model, batch)["logits"])
+
+
+def test_frozen_text_sequence_form_uses_token_features():
+    m = make("frozen_text", {"features": {"t": {"extractor": "text-minilm", "level": "frames"},
+                                          "a": {"extractor": "audio-egemaps", "level": "frames"}},
+                             "model": {"attention": "sequence"}}, mods=("t", "a"))
+    split = fake_split(dims={"t": 12, "a": 8})
+    model = built(m, split).train()
+    batch = m.collate(split, list(range(5)))
+    assert batch["x"]["t"].dim() == 3
+    m.loss(m.forward(model, batch), batch).backward()
+    # Pooled text features cannot drive token queries: a clear error, not a shape crash.
+    m2 = make("frozen_text", {"model": {"attention": "sequence"}}, mods=("t",))
+    model2, b2 = built(m2, split), m2.collate(split, [0, 1])
+    with pytest.raises(ValueError, match="token states"):
+        m2.forward(model2, b2)

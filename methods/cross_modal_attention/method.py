@@ -191,9 +191,9 @@ class CrossModalAttentionMethod(RawTextMixin, TorchMethod):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if "t" not in self.raw:
-            raise ConfigError(f"method {self.name} fine-tunes its text encoder on the raw text",
-                              fix="set features.t: raw in its config")
+        # features.t: raw fine-tunes the encoder (the original); an extractor name gives cached
+        # features of a frozen encoder instead (variant frozen_text, for CPU budgets).
+        self.frozen_text = "t" not in self.raw
         loss = self.config.get("loss") or {}
         unknown = set(loss) - LOSS_KEYS
         if unknown:
@@ -225,8 +225,9 @@ class CrossModalAttentionMethod(RawTextMixin, TorchMethod):
     # -- model and loss ----------------------------------------------------------------------
     def build_model(self, input_dims, num_classes):
         m = self.config.get("model") or {}
+        encoder = None if self.frozen_text else encoder_from_config(self.config.get("encoder"))
         return CrossModalAttentionNet(
-            encoder_from_config(self.config.get("encoder")), {k: input_dims[k] for k in self.feature_modalities},
+            encoder, {k: input_dims[k] for k in self.feature_modalities},
             num_classes, text_dim=int(m.get("text_dim", 512)), audio_dim=int(m.get("audio_dim", 256)),
             visual_dim=int(m.get("visual_dim", 256)), heads=int(m.get("heads", 8)),
             dropout=float(m.get("dropout", 0.3)), attention=str(m.get("attention", "utterance")),

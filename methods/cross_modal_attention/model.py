@@ -72,7 +72,7 @@ class FrameBranch(nn.Module):
 
 
 class CrossModalAttentionNet(nn.Module):
-    def __init__(self, encoder: TextEncoder, input_dims: dict[str, int], num_classes: int,
+    def __init__(self, encoder: TextEncoder | None, input_dims: dict[str, int], num_classes: int,
                  text_dim: int = 512, audio_dim: int = 256, visual_dim: int = 256, heads: int = 8,
                  dropout: float = 0.3, attention: str = "utterance", kv_input: str = "pad"):
         super().__init__()
@@ -80,13 +80,17 @@ class CrossModalAttentionNet(nn.Module):
             raise ValueError(f"attention must be 'utterance' or 'sequence', not {attention!r}")
         if kv_input not in ("pad", "linear"):
             raise ValueError(f"kv_input must be 'pad' or 'linear', not {kv_input!r}")
-        unknown = set(input_dims) - {"a", "v"}
+        unknown = set(input_dims) - ({"a", "v"} if encoder is not None else {"t", "a", "v"})
         if unknown:
-            raise ValueError(f"cross-modal attention takes audio 'a' / visual 'v' features, not {sorted(unknown)}")
+            raise ValueError(f"cross-modal attention takes audio 'a' / visual 'v' features, not {sorted(unknown)}"
+                             " (text features only without an encoder)")
+        if encoder is None and "t" not in input_dims:
+            raise ValueError("without a text encoder the model needs text features 't'")
         self.attention, self.kv_input, self.text_dim = attention, kv_input, text_dim
         self.modalities = tuple(m for m in ("a", "v") if m in input_dims)
         self.text = encoder
-        self.text_fc = nn.Sequential(nn.Linear(encoder.hidden_size, text_dim), nn.ReLU(), nn.Dropout(dropout))
+        text_in = encoder.hidden_size if encoder is not None else input_dims["t"]
+        self.text_fc = nn.Sequential(nn.Linear(text_in, text_dim), nn.ReLU(), nn.Dropout(dropout))
         self.branch = nn.ModuleDict()
         self.attend = nn.ModuleDict()
         self.kv = nn.ModuleDict()
@@ -111,14 +115,26 @@ class CrossModalAttentionNet(nn.Module):
             return self.kv[m](h)
         return F.pad(h, (0, self.text_dim - h.shape[-1]))  # the original pads 256 -> 512 with zeros
 
+    def _text(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Pooled text (B, H), token states (B, L, H) and their mask (B, L) (None: pooled features)."""
+        if self.text is not None:
+            pooled, tokens = self.text(batch["text"])
+            return pooled, tokens, batch["text"]["attention_mask"].bool()
+        x = batch["x"]["t"]
+        if x.dim() == 2:
+            return x, None, None
+        mask = batch["mask"]["t"]
+        return masked_mean(x, mask), x, mask
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        pooled, tokens = self.text(batch["text"])
+        pooled, tokens, qmask = self._text(batch)
         text = self.text_fc(pooled)  # (B, 512)
         attended, parts, weights = text, [], {}
         seq = self.attention == "sequence"
         if seq:
+            if tokens is None:
+                raise ValueError("attention 'sequence' needs token states: text features at level 'frames'")
             queries = self.text_fc(tokens)  # (B, L, 512): every token is a query
-            qmask = batch["text"]["attention_mask"].bool()
         for m in self.modalities:
             x = batch["x"][m]
             if seq:
