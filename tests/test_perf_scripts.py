@@ -1,0 +1,82 @@
+"""The performance scripts under benchmarks/perf: structure and padding accounting, never timings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import shared_data_or_skip
+from merbench.errors import ConfigError
+from merbench.perf import training_throughput as tt
+
+TINY = ("model.hidden=8",)  # small LSTMs: the structure and the padding do not depend on the size
+
+
+def _skewed(n: int = 16) -> tt.Lengths:
+    # Half very short, half long utterances, interleaved: random batches mix them, buckets do not.
+    short = np.arange(n) % 2 == 0
+    return tt.Lengths(tokens=np.where(short, 3, 40), seconds=np.where(short, 0.05, 0.6),
+                      text_source="test", audio_source="test", dataset="synthetic")
+
+
+@pytest.mark.parametrize("method", ["miust", "multifocus_blstm"])
+def test_bucketing_removes_padding_on_skewed_lengths(method):
+    r = tt.benchmark_method(method, _skewed(), steps=4, warmup=0, batch_size=4, overrides=TINY)
+    off, on = r["off"], r["on"]
+    assert off["steps"] == on["steps"] == 4 and off["utterances"] == on["utterances"] == 16
+    # Both settings see the same utterances: the same real frames, only the padding differs.
+    assert off["real_frames"] == on["real_frames"] == {"t": 8 * 3 + 8 * 40, "a": 8 * 5 + 8 * 60}
+    # Sorted by length, each batch of 4 holds only short or only long utterances: no padding at all.
+    assert on["padding_fraction"] == 0.0
+    assert off["padding_fraction"] > 0.2
+    assert r["padded_frames_ratio_on_off"] < 0.8
+
+
+def test_main_writes_report(tmp_path):
+    out = tmp_path / "tp.json"
+    report = tt.main(["--dataset-lengths", "lognormal", "--steps", "2", "--warmup", "1", "--batch-size", "3",
+                      "--max-seconds", "0.3", "--set", TINY[0], "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
+    assert "log-normal" in report["lengths"]["text_source"] and "log-normal" in report["lengths"]["audio_source"]
+    assert [m["method"] for m in report["methods"]] == ["miust", "multifocus_blstm"]
+    for m in report["methods"]:
+        assert m["batch_size"] == 3 and m["utterances_per_epoch"] == 6
+        audio = m["features"]["a"]  # whatever the method's config names (openSMILE LLDs: 100 Hz)
+        assert audio["frames_per_s"] == tt.AUDIO_FPS[audio["extractor"]] and audio["dim"] == tt._frame_dim(audio["extractor"])
+        assert m["features"]["t"]["frames_per_s"] is None and m["features"]["t"]["dim"] == 384
+        for key in ("off", "on"):
+            s = m[key]
+            assert s["steps"] == 2 and s["utterances"] == 6 and s["utterances_per_s"] > 0
+            assert 0.0 <= s["padding_fraction"] < 1.0
+            assert set(s["padding_fraction_by_modality"]) == {"t", "a"}
+            # --max-seconds 0.3: no audio sequence is longer than 0.3 s of frames
+            assert s["real_frames"]["a"] <= 6 * round(0.3 * audio["frames_per_s"])
+        assert math.isfinite(m["speed_ratio_on_off"]) and m["speed_ratio_on_off"] > 0
+
+
+def test_pooled_method_is_refused():
+    with pytest.raises(ConfigError, match="frame-level"):
+        tt.build_method("mlp", "synthetic", "cpu")
+
+
+def test_paired_durations_follow_tokens_and_stay_in_range():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(3, 100, 2000)
+    secs = tt.durations_paired_with(tokens, tt.IEMOCAP_DURATION, rng)
+    lo, hi = tt.DURATION_RANGE_S
+    assert secs.min() >= lo and secs.max() <= hi
+    assert np.corrcoef(np.log(tokens), np.log(secs))[0, 1] > 0.5
+    assert 3.0 < secs.mean() < 6.0  # the assumed IEMOCAP mean is 4.5 s
+
+
+def test_real_corpus_lengths():
+    shared_data_or_skip()
+    meld = tt.load_lengths("meld")
+    assert len(meld) == 9989 and "start/end" in meld.audio_source and "MELD" in meld.text_source
+    assert meld.tokens.min() >= 3 and meld.seconds.min() > 0  # [CLS] + a word + [SEP]
+    assert 1.0 < np.median(meld.seconds) < 5.0
+    iemocap = tt.load_lengths("iemocap")
+    assert len(iemocap) == 7433 and "assumed" in iemocap.audio_source
