@@ -68,7 +68,18 @@ def test_default_suite_expands_to_the_agreed_runs(tmp_path):
         for method in ("majority", "mlp"):
             assert got[(proto, method)] == {("t", s) for s in seeds}
     assert got[("synthetic-4", "text_transformer")] == {("t", s) for s in seeds}
-    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3
+    # The paper methods' CPU-budget variants, on their papers' protocols.
+    variant = {(j.request.protocol, j.request.method): j.request.variant for j in plan.jobs}
+    for key, mods, name in ((("synthetic-4", "miust"), "ta", "cpu"), (("meld-7", "miust"), "t", "cpu"),
+                            (("iemocap-4-loso", "miust"), "t", "cpu"),
+                            (("synthetic-4", "multifocus_blstm"), "ta", "cpu"),
+                            (("iemocap-4-loso", "multifocus_blstm"), "t", "cpu"),
+                            (("iemocap-4-random8020", "multifocus_blstm"), "t", "cpu"),
+                            (("synthetic-4", "cross_modal_attention"), "tav", "frozen_text"),
+                            (("meld-7", "cross_modal_attention"), "t", "frozen_text"),
+                            (("meld-oversampled-leaky", "cross_modal_attention"), "t", "frozen_text")):
+        assert got[key] == {(mods, s) for s in seeds} and variant[key] == name
+    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3 + 9 * 3
     assert len({j.result_path for j in plan.jobs}) == len(plan.jobs)
 
 
