@@ -15,7 +15,8 @@ from fakes import LABELS, fake_split
 from merbench.config import deep_merge, method_config
 from merbench.corpus import Utterance
 from merbench.errors import ConfigError
-from merbench.methods.cross_modal_attention.method import (AccumulatingOptimizer, CrossModalAttentionMethod,
+from merbench.optim import AccumulatingOptimizer
+from merbench.methods.cross_modal_attention.method import (CrossModalAttentionMethod,
                                                            class_weights, oversample_rows)
 from merbench.methods.cross_modal_attention.model import focal_loss
 from merbench.protocols import Protocol

@@ -2,10 +2,10 @@
 encoder queries audio and visual features through multi-head attention; focal loss; AdamW with
 gradient accumulation and ReduceLROnPlateau.
 
-Two engine features this method needs are implemented here, contained, until the engine has
-them (see README): gradient accumulation (:class:`AccumulatingOptimizer`) and a scheduler
-stepped with the validation metric (:class:`EpochEndScheduler`, which computes the validation
-pass itself and hands it to the trainer's own validation step so it runs once per epoch).
+Gradient accumulation is the engine's :class:`merbench.optim.AccumulatingOptimizer`; the
+scheduler stepped with the validation metric (:class:`EpochEndScheduler`) computes the
+validation pass itself and hands it to the trainer's own validation step, so it runs once per
+epoch.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from merbench.errors import ConfigError
 from merbench.interfaces import FitReport, MethodMetadata, ReportedResult, SplitData
 from merbench.metrics import classification_metrics
+from merbench.optim import AccumulatingOptimizer
 from merbench.methods.text_transformer.method import RawTextMixin
 from merbench.methods.text_transformer.model import encoder_from_config
 from merbench.trainer import TorchMethod
@@ -74,46 +75,6 @@ def oversample_rows(labels: Sequence[int], seed: int) -> list[int]:
         members = np.flatnonzero(labels == c).tolist()
         rows += rng.choices(members, k=int(counts.max() - n))
     return rows
-
-
-class AccumulatingOptimizer:
-    """Wraps an optimizer so that the trainer's per-batch ``zero_grad`` / ``step`` accumulate the
-    gradients of ``steps`` batches and apply their mean in one update. ``flush`` applies what
-    is pending (called at the end of each epoch, so no batch is lost)."""
-
-    def __init__(self, inner: torch.optim.Optimizer, steps: int):
-        self.inner, self.steps, self.pending = inner, int(steps), 0
-
-    @property
-    def param_groups(self):
-        return self.inner.param_groups
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        if self.pending == 0:
-            self.inner.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        self.pending += 1
-        if self.pending >= self.steps:
-            self.flush()
-
-    @torch.no_grad()
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        for group in self.inner.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.grad.div_(self.pending)  # sum of batch means -> mean over the batches
-        self.inner.step()
-        self.inner.zero_grad(set_to_none=True)
-        self.pending = 0
-
-    def state_dict(self) -> dict:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.inner.load_state_dict(state)
 
 
 class EpochEndScheduler:
