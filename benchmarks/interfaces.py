@@ -61,10 +61,43 @@ class DatasetMetadata:
 
 @dataclass(frozen=True)
 class FeatureRequest:
-    """Which extractor feeds a modality, and at which level."""
+    """Which extractor feeds a modality, at which level, and with which extractor options.
+
+    ``options`` are keyword arguments of the extractor's constructor (e.g.
+    ``{select_track: lipsync}`` for ``video-facecrop``); they change its ``settings()`` and so
+    its cache key. No options = the extractor's defaults (and its usual cache entry)."""
 
     extractor: str
     level: Literal["pooled", "frames"] = "pooled"
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+    def label(self) -> str:
+        """``extractor`` or ``extractor[key=value,...]``: how results name the features."""
+        if not self.options:
+            return self.extractor
+        return self.extractor + "[" + ",".join(f"{k}={v}" for k, v in sorted(self.options.items())) + "]"
+
+
+REQUEST_KEYS = ("extractor", "level", "options")
+
+
+def parse_feature_request(spec: Any, where: str) -> FeatureRequest:
+    """A config entry ``<extractor>`` or ``{extractor: ..., level: ..., options: {...}}``."""
+    from .errors import ConfigError
+
+    if isinstance(spec, str):
+        return FeatureRequest(spec)
+    if not isinstance(spec, dict) or "extractor" not in spec:
+        raise ConfigError(f"{where}: expected an extractor name or a mapping with an 'extractor' key, got {spec!r}",
+                          fix="write e.g. features.v: video-facecrop or {extractor: video-facecrop, options: {...}}")
+    unknown = sorted(set(spec) - set(REQUEST_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}", fix=f"a feature request has the keys {', '.join(REQUEST_KEYS)}")
+    options = spec.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}.options must be a mapping of extractor options, not {options!r}",
+                          fix="write e.g. options: {select_track: lipsync}")
+    return FeatureRequest(spec["extractor"], spec.get("level", "pooled"), dict(options))
 
 
 # -- data handed to methods ----------------------------------------------------------
@@ -281,10 +314,7 @@ class Method(ABC):
 
                 raise ConfigError(f"method {cls.name}: config has no feature extractor for modality {m!r}",
                                   fix=f"add features.{m}: <extractor> to its config")
-            if isinstance(spec, str):
-                out[m] = FeatureRequest(spec)
-            else:
-                out[m] = FeatureRequest(spec["extractor"], spec.get("level", "pooled"))
+            out[m] = parse_feature_request(spec, f"method {cls.name}: features.{m}")
         return out
 
     @abstractmethod

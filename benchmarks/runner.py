@@ -27,7 +27,7 @@ from .config import config_hash, method_config
 from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
 from .errors import ConfigError, MediaError, MerbenchError
 from .features.store import bad_media, extract_corpus, load_table
-from .interfaces import FeatureTable, Method, SplitData
+from .interfaces import FeatureRequest, FeatureTable, Method, SplitData
 from .metrics import classification_metrics, combine_folds
 from .paths import home
 from .protocols import Fold, ProtocolSplits
@@ -106,10 +106,46 @@ def _check_modalities(corpus: Corpus, mods: Sequence[str], dataset: str) -> None
             fix=f"run with --modalities {have}, or point --root at a copy of the corpus that has its media")
 
 
+def extractor_options(cls) -> list[str]:
+    """The options a feature request may give an extractor: its ``config_options`` when it
+    declares them, else the keyword parameters of its constructor."""
+    declared = getattr(cls, "config_options", None)
+    if declared is not None:
+        return list(declared)
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def check_options(req: FeatureRequest):
+    """The extractor class of ``req``, after checking that it takes every option given."""
+    cls = get_feature(req.extractor)
+    if req.options:
+        accepted = extractor_options(cls)
+        unknown = [k for k in req.options if k not in accepted]
+        if unknown:
+            raise ConfigError(f"extractor {req.extractor} has no option {unknown[0]!r} (features ... options: "
+                              f"{dict(req.options)})",
+                              fix=f"its options are: {', '.join(accepted) or '(none)'}; remove or rename {unknown[0]!r}")
+    return cls
+
+
+def make_extractor(req: FeatureRequest):
+    """The extractor a feature request names, built with the request's options (no options:
+    the extractor's defaults, so its cache key is the usual one)."""
+    cls = check_options(req)
+    try:
+        return cls(**req.options)
+    except TypeError as e:
+        raise ConfigError(f"extractor {req.extractor}: bad options {dict(req.options)}: {e}",
+                          fix=f"its options are: {', '.join(extractor_options(cls)) or '(none)'}") from None
+
+
 def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_media: str) -> tuple[dict[str, FeatureTable], dict[str, str], int]:
     tables, names, n_bad = {}, {}, 0
     for m, req in requests.items():
-        extractor = get_feature(req.extractor)()
+        extractor = make_extractor(req)
         if extractor.modality != m:
             raise ConfigError(f"extractor {req.extractor} gives {MODALITY_NAMES[extractor.modality]} features, "
                               f"but the config uses it for {MODALITY_NAMES[m]}")
@@ -127,13 +163,13 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
             reporter.warn(f"{req.extractor}: {len(bad)} unreadable media file(s) zero-filled: {listing}{more}")
             n_bad += len(bad)
         tables[m] = load_table(entry, frames=req.level == "frames")
-        names[m] = f"{req.extractor}@v{extractor.version}"
+        names[m] = f"{req.label()}@v{extractor.version}"
     return tables, names, n_bad
 
 
 def feature_dims(requests: dict) -> dict[str, int]:
     """modality -> input size of each requested feature, without extracting anything."""
-    return {m: get_feature(r.extractor)().output_dim(r.level) for m, r in requests.items()}
+    return {m: make_extractor(r).output_dim(r.level) for m, r in requests.items()}
 
 
 def split_data(name: str, uids: Sequence[str], corpus: Corpus, tables: dict[str, FeatureTable],
@@ -199,7 +235,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     method_cls, adapter_cls, protocol, mods, config = resolve(req)
     requests = method_cls.feature_requests(config, mods)
     for r in requests.values():
-        get_feature(r.extractor)  # unknown extractor names fail before the corpus is read
+        check_options(r)  # unknown extractor names and options fail before the corpus is read
     reporter.stage(f"corpus: {adapter_cls.name}")
     corpus = adapter_cls(req.root).load()
     if not req.modalities:

@@ -12,4 +12,5 @@ BUILTIN_METHODS = {
     "multifocus_blstm": "merbench.methods.multifocus_blstm.method:MultiFocusBLSTMMethod",
     "cross_modal_attention": "merbench.methods.cross_modal_attention.method:CrossModalAttentionMethod",
     "text_transformer": "merbench.methods.text_transformer.method:TextTransformerMethod",
+    "lipsync_graph_erc": "merbench.methods.lipsync_graph_erc.method:LipSyncGraphERCMethod",
 }

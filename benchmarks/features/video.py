@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from ..corpus import Utterance
-from ..errors import MediaError
+from ..errors import ConfigError, MediaError
 from ..interfaces import ExtractedItem, FeatureExtractor
 from .media import read_audio, read_video
 
@@ -315,6 +316,90 @@ select_by_mouth_motion.needs_audio = False  # type: ignore[attr-defined]
 
 TrackSelector = Callable[[Sequence[FaceTrack], "np.ndarray | None", np.ndarray], int]
 
+# Track selectors a config can name (feature request option ``select_track``).
+TRACK_SELECTORS = ("mouth-motion", "random", "lipsync")
+LIPSYNC_TRAIN_MODULE = "merbench.methods.lipsync_graph_erc.train_lipsync"
+ACTIVE_SPEAKER_MODULE = "merbench.methods.lipsync_graph_erc.active_speaker"
+
+
+def default_lipsync_checkpoint() -> Path:
+    """Where ``select_track: lipsync`` looks for LipSyncNet: ``<MERBENCH_HOME>/models/lipsync/lipsync.pt``."""
+    from ..paths import home
+
+    return home() / "models" / "lipsync" / "lipsync.pt"
+
+
+class NamedTrackSelector:
+    """A track selector named in a config: ``random`` (``RandomSelector``, the "without
+    lip-sync" ablation) or ``lipsync`` (``LipSyncSelector`` with a LipSyncNet checkpoint).
+
+    The implementation (and with it torch and the lip-sync network) is imported on first use,
+    so building an extractor (e.g. for ``bench info``) costs nothing; a missing checkpoint is
+    reported when the cache key is first needed, i.e. before any extraction starts."""
+
+    def __init__(self, name: str, lipsync_checkpoint: str | Path | None = None, seed: int = 0):
+        self.name = name
+        self.seed = int(seed)
+        self.checkpoint = Path(lipsync_checkpoint).expanduser() if lipsync_checkpoint else default_lipsync_checkpoint()
+        self._impl = None
+
+    @property
+    def needs_audio(self) -> bool:
+        return self.name == "lipsync"
+
+    def _load(self):
+        if self._impl is None:
+            import importlib
+
+            mod = importlib.import_module(ACTIVE_SPEAKER_MODULE)
+            if self.name == "random":
+                self._impl = mod.RandomSelector(self.seed)
+            else:
+                if not self.checkpoint.is_file():
+                    raise ConfigError(
+                        f"video feature option select_track: lipsync needs a LipSyncNet checkpoint, and "
+                        f"{self.checkpoint} does not exist",
+                        fix=f"train it: python -m {LIPSYNC_TRAIN_MODULE} --out {self.checkpoint.parent} "
+                            f"(writes {self.checkpoint.name} there), or set options.lipsync_checkpoint to an existing "
+                            f"file, or use select_track: mouth-motion")
+                self._impl = mod.LipSyncSelector(self.checkpoint)
+        return self._impl
+
+    def settings(self) -> dict[str, Any]:
+        if self.name == "random":  # known without importing anything
+            return {"name": "random", "impl": f"{ACTIVE_SPEAKER_MODULE}:RandomSelector", "seed": self.seed}
+        # The weights' hash (not the file's path) identifies a lip-sync model.
+        return {"name": "lipsync", "impl": f"{ACTIVE_SPEAKER_MODULE}:LipSyncSelector", **self._load().settings()}
+
+    def __call__(self, tracks: Sequence[FaceTrack], audio: np.ndarray | None, frames: np.ndarray) -> int:
+        return int(self._load()(tracks, audio, frames))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_impl": None}  # worker processes load the model again
+
+
+def resolve_track_selector(select_track: "str | TrackSelector | None", lipsync_checkpoint: str | Path | None = None,
+                           random_seed: int = 0, extractor: str = "video-facecrop") -> TrackSelector:
+    """A ``select_track`` hook from a callable or from one of the names in :data:`TRACK_SELECTORS`.
+    ``mouth-motion`` (and None) is :func:`select_by_mouth_motion` itself, so the cache key of an
+    extractor without options is unchanged."""
+    name = select_track if isinstance(select_track, str) else None
+    if lipsync_checkpoint is not None and name != "lipsync":
+        raise ConfigError(f"{extractor}: option lipsync_checkpoint is used only with select_track: lipsync "
+                          f"(select_track is {select_track if name else 'not lipsync'})",
+                          fix="remove lipsync_checkpoint or set select_track: lipsync")
+    if select_track is None or name == "mouth-motion":
+        return select_by_mouth_motion
+    if name is None:
+        if not callable(select_track):
+            raise ConfigError(f"{extractor}: option select_track must be one of {', '.join(TRACK_SELECTORS)} "
+                              f"(or a callable), not {select_track!r}", fix=f"use select_track: {TRACK_SELECTORS[0]}")
+        return select_track
+    if name not in TRACK_SELECTORS:
+        raise ConfigError(f"{extractor}: option select_track: {name!r} is unknown",
+                          fix=f"use one of {', '.join(TRACK_SELECTORS)}")
+    return NamedTrackSelector(name, lipsync_checkpoint, random_seed)
+
 
 # -- the extractor ----------------------------------------------------------------------------
 
@@ -332,12 +417,16 @@ class FaceCropExtractor(FeatureExtractor):
     modality = "v"
     levels = ("pooled", "frames")
     batch_size = 8
+    # What a method config may set (features.v.options); the detector is code, not config.
+    config_options = ("select_track", "lipsync_checkpoint", "random_seed", "max_frames", "crop_size", "margin",
+                      "detect_max_side", "detect_every")
 
-    def __init__(self, detector: FaceDetector | None = None, select_track: TrackSelector | None = None,
+    def __init__(self, detector: FaceDetector | None = None, select_track: "str | TrackSelector | None" = None,
                  max_frames: int = 32, crop_size: int = 24, margin: float = 0.1, detect_max_side: int = 320,
-                 detect_every: int = 3):
+                 detect_every: int = 3, lipsync_checkpoint: str | Path | None = None, random_seed: int = 0):
         self.detector = detector if detector is not None else default_detector()
-        self.select_track = select_track or select_by_mouth_motion
+        # select_track: a callable, or mouth-motion (default) / random / lipsync (see resolve_track_selector).
+        self.select_track = resolve_track_selector(select_track, lipsync_checkpoint, random_seed, self.name)
         self.max_frames = int(max_frames)
         self.crop_size = int(crop_size)
         self.margin = float(margin)

@@ -32,7 +32,7 @@ from ..interfaces import ExtractedItem, FeatureExtractor
 from .speech_hf import hidden_size, load_hf_pretrained, resolve_device
 from .text import _cached
 from .video import (FaceDetector, extract_face_clips, TrackSelector, _clip_box, default_detector, describe_detector,
-                    select_by_mouth_motion, track_faces)
+                    resolve_track_selector, track_faces)
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,14 @@ class HFVisionExtractor(FeatureExtractor):
     levels = ("pooled", "frames")
     batch_size = 8
 
+    # What a method config may set (features.v.options); device and batch size are run settings.
+    config_options = ("model_name", "readout", "max_frames", "margin", "select_track", "lipsync_checkpoint",
+                      "random_seed", "detect_max_side", "detect_every")
+
     def __init__(self, model_name: str | os.PathLike = DEFAULT_MODEL, readout: str = "cls", max_frames: int = 16,
-                 margin: float = 0.1, detector: FaceDetector | None = None, select_track: TrackSelector | None = None,
-                 detect_max_side: int = 320, detect_every: int = 3, device: str = "cpu", model_batch: int = 32):
+                 margin: float = 0.1, detector: FaceDetector | None = None, select_track: "str | TrackSelector | None" = None,
+                 detect_max_side: int = 320, detect_every: int = 3, device: str = "cpu", model_batch: int = 32,
+                 lipsync_checkpoint: str | os.PathLike | None = None, random_seed: int = 0):
         if readout not in ("cls", "mean"):
             raise ConfigError(f"video-hf: readout must be 'cls' or 'mean', not {readout!r}",
                               fix="readout: cls (the [CLS] state) or readout: mean (mean of the patch states)")
@@ -96,7 +101,8 @@ class HFVisionExtractor(FeatureExtractor):
         self.max_frames = int(max_frames)
         self.margin = float(margin)
         self.detector = detector if detector is not None else default_detector()
-        self.select_track = select_track or select_by_mouth_motion
+        # select_track: a callable, or mouth-motion (default) / random / lipsync (see resolve_track_selector).
+        self.select_track = resolve_track_selector(select_track, lipsync_checkpoint, random_seed, self.name)
         self.detect_max_side = int(detect_max_side)
         self.detect_every = max(1, int(detect_every))
         self.device = device

@@ -1,0 +1,237 @@
+"""LipSync graph ERC (Li, Funakoshi, Okumura, Findings of EACL 2026): per-dialogue utterance
+graphs per modality (a text GAT teacher distilled into audio and visual students) whose node
+states feed a hierarchical attention fusion; trained with focal-poly + label-smoothed CE,
+AdamW with warm-up and a 2-cycle cosine schedule, gradient accumulation, clipping of the
+accumulated gradient, and an exponential moving average of the weights that is evaluated,
+selected and used for prediction.
+
+The engine's loop calls ``optimizer.zero_grad / step`` per batch and ``scheduler.step`` per
+epoch; :class:`UpdateStepper` turns those into one update per ``accumulation_steps`` batches
+(clip, AdamW step, schedule step, EMA update), and :class:`EpochEnd` applies what is left at the
+end of each epoch. Nothing in the shared trainer changes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from merbench.errors import ConfigError
+from merbench.interfaces import FitReport, MethodMetadata, ReportedResult, SplitData
+from merbench.optim import AccumulatingOptimizer
+from merbench.trainer import TorchMethod
+
+from .model import EMAModel, LipSyncGraphERC, total_loss
+
+CODE_URL = "https://github.com/llllxx1628/multimodalERC"
+PAPER_URL = "https://arxiv.org/abs/2511.13731"
+BIBTEX = """@inproceedings{li2026mmerc,
+  author    = {Xiao Li and Kotaro Funakoshi and Manabu Okumura},
+  title     = {Emotion Recognition in Multi-Speaker Conversations through Speaker Identification,
+               Knowledge Distillation, and Hierarchical Fusion},
+  booktitle = {Findings of the Association for Computational Linguistics: EACL 2026},
+  year      = {2026},
+  note      = {arXiv:2511.13731}
+}"""
+
+_SRC = "paper abstract (arXiv 2511.13731)"
+REPORTED = (
+    ReportedResult("meld", "meld-7", "weighted_f1", 67.75, "tav", _SRC,
+                   "RoBERTa-large prompt features fine-tuned on MELD, wav2vec2-large emotion model, TimeSformer over "
+                   "the lip-sync-selected face track"),
+    ReportedResult("iemocap", "iemocap-6", "weighted_f1", 72.44, "tav", _SRC,
+                   "6 classes; Sessions 1-4 train (100 train / 20 validation dialogues), Session 5 test (the "
+                   "suite's iemocap-6 holds out COSMIC's 12 validation dialogues instead)"),
+)
+
+DEFAULT_LOSS = {"focal_weight": 0.8, "smooth_weight": 0.2, "label_smoothing": 0.1, "poly_alpha": 1.9508,
+                "poly_gamma": 1.4025, "class_weights": True, "aux_weight": 1.0, "graph_weight": 1.0,
+                "distillation": True, "kd_temperature": 1.8246, "kd_alpha": 0.5773}
+DEFAULT_EXTRA_TRAIN = {"accumulation_steps": 2, "clip": 1.0, "warmup": 0.2, "cosine_cycles": 2, "ema_decay": 0.999,
+                       "ema_warmup": True, "lr_scales": {}, "graph_weight_decay": {}}
+LR_SCALE_KEYS = {"proj", "classifiers", "transformer", "other", "graph_t", "graph_a", "graph_v"}
+
+
+def balanced_class_weights(labels, num_classes: int) -> np.ndarray:
+    """sklearn's ``compute_class_weight("balanced")``: n / (C * count), from the training labels.
+    A class absent from them gets weight 1 (it never is a target)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1.0)), 1.0)
+    return w.astype(np.float32)
+
+
+def warmup_cosine(total_updates: int, warmup: float, cycles: float) -> Callable[[int], float]:
+    """LR factor per update: linear warm-up over ``warmup`` of the updates (from 0, as the
+    original), then ``0.5 (1 + cos(pi * cycles * progress))``: 2 cycles = down to 0 at the
+    middle of the rest, back up, and down again at the end."""
+    warm = int(warmup * total_updates)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return step / max(1, warm)
+        progress = (step - warm) / max(1, total_updates - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * cycles * progress))
+
+    return f
+
+
+class UpdateStepper(AccumulatingOptimizer):
+    """The engine's accumulating optimizer with this method's per-update work: after each
+    real update the LR schedule steps (``schedule``, set by ``configure_scheduler``) and the EMA
+    of the weights is updated."""
+
+    def __init__(self, inner: torch.optim.Optimizer, params, accumulation: int = 1, clip: float = 0.0,
+                 ema: EMAModel | None = None):
+        super().__init__(inner, max(1, int(accumulation)), clip, params, after_update=[self._after_update])
+        self.accumulation, self.ema = self.steps, ema
+        self.schedule: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    def _after_update(self) -> None:
+        if self.schedule is not None:
+            self.schedule.step()
+        if self.ema is not None:
+            self.ema.update()
+
+
+class EpochEnd:
+    """What the trainer steps once per epoch: applies the gradients still pending (an odd
+    last batch), so no batch is lost. The LR schedule itself steps per update."""
+
+    def __init__(self, stepper: UpdateStepper):
+        self.stepper = stepper
+
+    def step(self) -> None:
+        self.stepper.flush()
+
+    def state_dict(self) -> dict:
+        s = self.stepper.schedule
+        return {"schedule": s.state_dict() if s is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        s = self.stepper.schedule
+        if s is not None and state.get("schedule") is not None:
+            s.load_state_dict(state["schedule"])
+
+
+class LipSyncGraphERCMethod(TorchMethod):
+    name = "lipsync_graph_erc"
+    modalities = ("t", "a", "v")
+    unit = "dialogue"
+    config_dir = Path(__file__).parent
+    metadata = MethodMetadata(
+        title="Emotion Recognition in Multi-Speaker Conversations through Speaker Identification, Knowledge "
+              "Distillation, and Hierarchical Fusion (LipSync graph ERC)",
+        authors="Xiao Li, Kotaro Funakoshi, Manabu Okumura",
+        venue="Findings of EACL",
+        year=2026,
+        code_url=CODE_URL,
+        paper_url=PAPER_URL,
+        bibtex=BIBTEX,
+        reported=REPORTED,
+        description="Per-dialogue utterance graphs (cosine kNN + temporal + same-speaker edges): a 4-layer GAT text "
+                    "teacher distilled (KL) into GraphConv audio and GAT visual students; their node states feed a "
+                    "hierarchical attention fusion (gates, in-dialogue alignment, adaptive fusion gate, cross-modal "
+                    "attention, 3-layer Transformer, 3 pooling queries, 3 heads, auxiliary heads). Visual features "
+                    "come from the face track a lip-sync network picks as the active speaker.",
+    )
+
+    @classmethod
+    def modality_subsets(cls):
+        # Text is the distillation teacher; the paper's ablations are text, text+audio, text+visual, all.
+        return [("t",), ("t", "a"), ("t", "v"), ("t", "a", "v")]
+
+    @classmethod
+    def accepted_config_keys(cls):
+        keys = super().accepted_config_keys()
+        keys["train"] = keys["train"] | set(DEFAULT_EXTRA_TRAIN)
+        keys["loss"] = set(DEFAULT_LOSS)
+        return keys
+
+    def extra_train_keys(self):
+        return tuple(DEFAULT_EXTRA_TRAIN)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        loss = self.config.get("loss") or {}
+        unknown = set(loss) - set(DEFAULT_LOSS)
+        if unknown:
+            raise ConfigError(f"method {self.name}: unknown loss keys {sorted(unknown)}", fix=f"known: {sorted(DEFAULT_LOSS)}")
+        self.loss_cfg = {**DEFAULT_LOSS, **loss}
+        self.extra = {k: self.train_cfg.get(k, v) for k, v in DEFAULT_EXTRA_TRAIN.items()}
+        if self.train_cfg["grad_clip"]:
+            raise ConfigError(f"method {self.name}: train.grad_clip would clip each batch's part of an accumulated "
+                              f"gradient", fix="set train.grad_clip: 0 and use train.clip (applied to the accumulated gradient)")
+        if int(self.extra["accumulation_steps"]) < 1:
+            raise ConfigError(f"method {self.name}: train.accumulation_steps must be >= 1")
+        if not 0.0 <= float(self.extra["ema_decay"]) < 1.0:
+            raise ConfigError(f"method {self.name}: train.ema_decay must be in [0, 1)", fix="0 turns the EMA off; the paper uses 0.999")
+        bad = set(self.extra["lr_scales"] or {}) - LR_SCALE_KEYS
+        if bad:
+            raise ConfigError(f"method {self.name}: unknown train.lr_scales keys {sorted(bad)}", fix=f"known: {sorted(LR_SCALE_KEYS)}")
+        self.class_weight: torch.Tensor | None = None
+
+    # -- model and loss ------------------------------------------------------------------------
+    def build_model(self, input_dims, num_classes):
+        net = LipSyncGraphERC({m: input_dims[m] for m in self.modalities}, num_classes, self.modalities,
+                              self.config.get("model") or {})
+        decay = float(self.extra["ema_decay"])
+        return EMAModel(net, decay, bool(self.extra["ema_warmup"])) if decay > 0 else net
+
+    def loss(self, outputs, batch, parts: dict | None = None):
+        return total_loss(outputs, batch["labels"], self.loss_cfg, self.class_weight, parts)
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def _param_groups(self, net: LipSyncGraphERC) -> list[dict]:
+        """AdamW groups as in the original: fusion projections lr x0.5, classifier heads x2, the
+        rest of the fusion x1 (weight decay train.weight_decay); each graph encoder its own
+        lr scale and weight decay (the original trains them separately with their own AdamW)."""
+        t, scales = self.train_cfg, {"proj": 0.5, "classifiers": 2.0, "transformer": 1.0, "other": 1.0,
+                                     **(self.extra["lr_scales"] or {})}
+        wd_graph = self.extra["graph_weight_decay"] or {}
+        groups: dict[str, list] = {}
+        for name, p in net.named_parameters():
+            if not p.requires_grad:
+                continue
+            parts = name.split(".")
+            key = f"graph_{parts[1]}" if parts[0] == "graphs" else (
+                parts[1] if parts[1] in ("proj", "classifiers", "transformer") else "other")
+            groups.setdefault(key, []).append(p)
+        out = []
+        for key, params in groups.items():
+            wd = float(wd_graph.get(key[-1], t["weight_decay"])) if key.startswith("graph_") else float(t["weight_decay"])
+            out.append({"params": params, "lr": float(t["lr"]) * float(scales.get(key, 1.0)), "weight_decay": wd})
+        return out
+
+    def configure_optimizer(self, model):
+        net = model.net if isinstance(model, EMAModel) else model
+        name = str(self.train_cfg["optimizer"]).lower()
+        if name != "adamw":
+            raise ConfigError(f"method {self.name}: only adamw is implemented (the paper's optimizer), not {name!r}",
+                              fix="set train.optimizer: adamw")
+        inner = torch.optim.AdamW(self._param_groups(net), lr=float(self.train_cfg["lr"]), betas=(0.9, 0.999), eps=1e-8)
+        return UpdateStepper(inner, [p for p in net.parameters() if p.requires_grad],
+                             accumulation=int(self.extra["accumulation_steps"]), clip=float(self.extra["clip"]),
+                             ema=model if isinstance(model, EMAModel) else None)
+
+    def configure_scheduler(self, optimizer, epochs, steps_per_epoch):
+        if not isinstance(optimizer, UpdateStepper):
+            return super().configure_scheduler(optimizer, epochs, steps_per_epoch)
+        if self.train_cfg.get("scheduler", "warmup_cosine") in ("warmup_cosine", None):
+            total = max(1, int(epochs) * math.ceil(steps_per_epoch / optimizer.accumulation))
+            f = warmup_cosine(total, float(self.extra["warmup"]), float(self.extra["cosine_cycles"]))
+            optimizer.schedule = torch.optim.lr_scheduler.LambdaLR(optimizer.inner, f)
+        elif self.train_cfg["scheduler"] != "none":
+            raise ConfigError(f"method {self.name}: unknown train.scheduler {self.train_cfg['scheduler']!r}",
+                              fix="use warmup_cosine (the paper's) or none")
+        return EpochEnd(optimizer)
+
+    def fit(self, train: SplitData, valid: SplitData,
+            on_epoch: Callable[[int, int, dict], None] | None = None) -> FitReport:
+        # Class weights from the training labels only (the original: sklearn "balanced").
+        self.class_weight = torch.from_numpy(balanced_class_weights(train.labels, self.num_classes)) \
+            if self.loss_cfg["class_weights"] else None
+        return super().fit(train, valid, on_epoch=on_epoch)
