@@ -250,15 +250,191 @@ def test_train_entry_point_end_to_end(tiny_corpus, tmp_path):
 
     root, _, _ = tiny_corpus
     out = tmp_path / "run"
+    cache = tmp_path / "cache"
     assert main(["--out", str(out), "--epochs", "1", "--corpus-root", str(root), "--crop-size", "32",
-                 "--windows-per-utt", "1", "--workers", "1", "--threads", "2"]) == 0
+                 "--windows-per-utt", "6", "--workers", "1", "--threads", "1", "--cache-dir", str(cache)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_parameters"] == 2_952_448
-    assert 0.0 <= metrics["sync"]["test_accuracy"] <= 1.0 and metrics["sync"]["n_test_pairs"] > 0
+    assert metrics["training"]["negatives"] == "group" and metrics["training"]["history"][0]["loss"] > 0
+    for key in ("sync", "sync_voiced", "sync_context2", "sync_voiced_context2"):
+        assert 0.0 <= metrics[key]["test_accuracy"] <= 1.0 and metrics[key]["n_test_pairs"] > 0, key
+    assert metrics["sync_context2"]["clip_frames"] == 9
+    # The voiced rule comes from TRAIN alone (recomputed here from the cached TRAIN items).
+    assert metrics["sync_voiced"]["voiced_rule"]["n_train_frames"] > 0
     assert metrics["active_speaker_test"]["n_utterances"] >= 0
+    assert sorted(p.name.split("-")[0] for p in cache.glob("*/*.npz")) == ["test", "train", "valid"]
     model, cfg = load_checkpoint(out / "lipsync.pt")
     assert cfg.crop_size == 32
     sel = LipSyncSelector(out / "lipsync.pt")
     assert sel.config.crop_size == 32
     d = window_distances(model, np.zeros((6, 32, 32, 3), np.uint8), np.zeros((64, 24), np.float32))
     assert d.shape == (2,)
+
+
+# -- batched windows, grouped negatives, voiced windows, clip context ----------------------------
+
+
+def test_utterance_windows_equal_the_single_window_helpers():
+    from merbench.methods.lipsync_graph_erc.lipsync import utterance_windows
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (13, 8, 8, 3)).astype(np.uint8)
+    mel = rng.normal(size=(64, 4 * 13)).astype(np.float32)
+    for center in (True, False):
+        v, a = utterance_windows(crops, mel, 5, center)
+        assert v.shape == (9, 3, 5, 8, 8) and a.shape == (9, 1, 64, 20)
+        for k in range(9):
+            assert np.array_equal(v[k], video_window(crops, k, 5, center))
+            assert np.array_equal(a[k], audio_window(mel, k, 5))
+    v, a = utterance_windows(crops, mel, 5, True, starts=np.array([2, 7]))
+    assert np.array_equal(v[1], video_window(crops, 7, 5, True))
+    with pytest.raises(ValueError, match="do not fit"):
+        utterance_windows(crops, mel, 5, True, starts=np.array([9]))
+
+
+def test_loss_with_several_negatives_per_positive():
+    loss = AVSyncLoss(margin=1.5, alpha=0.7)
+    d_pos = torch.tensor([0.2, 0.4])
+    d_neg = torch.tensor([1.0, 2.0, 0.5])
+    idx = torch.tensor([0, 0, 1])
+    # ranking terms: max(0, 1.5 - (1.0 - 0.2)) = 0.7, max(0, 1.5 - 1.8) = 0, max(0, 1.5 - 0.1) = 1.4
+    expected = 0.7 * (0.7 + 0.0 + 1.4) / 3 + 0.3 * 0.3  # the pull term: mean over the 2 positives
+    assert float(loss(d_pos, d_neg, pos_index=idx)) == pytest.approx(expected)
+
+
+def test_group_step_ranks_only_far_windows_of_the_same_utterance(monkeypatch):
+    from merbench.methods.lipsync_graph_erc import train_lipsync as T
+
+    torch.manual_seed(0)
+    model = LipSyncNet()
+    seen = {}
+
+    class Spy(AVSyncLoss):
+        def forward(self, d_pos, d_neg, pos_index=None):
+            seen["n_pos"], seen["pos_index"] = len(d_pos), pos_index.tolist()
+            return super().forward(d_pos, d_neg, pos_index)
+
+    rng = np.random.default_rng(0)
+    groups = []
+    for starts in (np.array([0, 1, 4]), np.array([0, 2])):
+        n = len(starts)
+        groups.append((rng.normal(size=(n, 3, 5, 16, 16)).astype(np.float32),
+                       rng.normal(size=(n, 1, 64, 20)).astype(np.float32), starts))
+    loss = T.group_step(model, Spy(), groups, min_shift=2)
+    assert torch.isfinite(loss)
+    # utterance 1 (rows 0-2): pairs with |shift| >= 2: (0,4), (1,4) both ways; utterance 2 (rows 3-4): (0,2) both ways
+    assert seen["n_pos"] == 5 and sorted(seen["pos_index"]) == [0, 1, 2, 2, 3, 4]
+
+
+def _item(levels, n_frames=16, size=8, seed=0):
+    """A single-face prepared utterance whose audio level per video frame is ``levels`` (dB)."""
+    rng = np.random.default_rng(seed)
+    db = np.repeat(np.asarray(levels, dtype=np.float64), MEL_PER_FRAME)[None, :].repeat(64, axis=0)
+    mel = (np.maximum(db, -80.0) / 80.0 * 2.0 + 1.0).astype(np.float32)
+    crops = rng.integers(0, 256, (n_frames, size, size, 3)).astype(np.uint8)
+    return {"uid": f"u{seed}", "crops": [crops], "mel": mel, "n_frames": n_frames, "split": "train"}
+
+
+def test_frame_levels_and_voiced_windows():
+    from merbench.methods.lipsync_graph_erc.lipsync import frame_levels_db, window_voiced_fraction
+
+    levels = [-60.0] * 6 + [0.0, -3.0, -6.0] * 3 + [-60.0]
+    it = _item(levels)
+    got = frame_levels_db(it["mel"])
+    assert got.shape == (16,) and got.max() == pytest.approx(0.0)
+    assert got[:6] == pytest.approx(np.full(6, -60.0), abs=1e-3) and got[6:9] == pytest.approx([0, -3, -6], abs=1e-3)
+    frac = window_voiced_fraction(it["mel"], np.arange(12), 5, -20.0)
+    assert frac[0] == 0.0 and frac[6] == 1.0 and frac[4] == pytest.approx(0.6)
+
+
+def test_voiced_threshold_uses_train_statistics_only():
+    from merbench.methods.lipsync_graph_erc.train_lipsync import voiced_threshold
+
+    train = [_item([-50.0] * 4 + [0.0, -2.0, -4.0, -1.0] * 3, seed=i) for i in range(3)]
+    rule = voiced_threshold(train)
+    assert -50.0 < rule["frame_threshold_db"] <= -4.0
+    assert rule["n_train_frames"] == 48 and rule["train_fraction_voiced_frames"] == pytest.approx(0.75)
+    # Multi-face utterances do not count; the function is given TRAIN items only, so VALID/TEST cannot move it.
+    noisy = dict(_item([-30.0] * 16, seed=9), crops=[np.zeros((16, 8, 8, 3), np.uint8)] * 2)
+    assert voiced_threshold(train + [noisy]) == rule
+    with pytest.raises(ValueError, match="TRAIN"):
+        voiced_threshold([noisy])
+
+
+def test_sync_pairs_voiced_anchors_and_context():
+    from merbench.methods.lipsync_graph_erc.lipsync import utterance_windows
+    from merbench.methods.lipsync_graph_erc.train_lipsync import sync_pairs
+
+    torch.manual_seed(0)
+    model = LipSyncNet().eval()
+    items = [_item([-60.0] * 8 + [0.0, -4.0] * 4, size=16, seed=s) for s in range(3)]
+    d0, y0 = sync_pairs(model, items, 5, 3, pairs_per_utt=3, seed=1)
+    d0b, _ = sync_pairs(model, items, 5, 3, pairs_per_utt=3, seed=1)
+    assert len(d0) == 18 and y0.tolist() == [1, 0] * 9 and np.array_equal(d0, d0b)
+    # Context 2: a 9-frame clip scored by the mean distance of its 5 windows (in-sync: the diagonal).
+    d2, y2 = sync_pairs(model, items[:1], 5, 3, pairs_per_utt=50, seed=1, context=2)
+    v, a = utterance_windows(items[0]["crops"][0], items[0]["mel"], 5, True)
+    with torch.no_grad():
+        D = torch.cdist(model.encode_video(torch.from_numpy(v)), model.encode_audio(torch.from_numpy(a))).numpy()
+    diag = {float(np.diag(D)[k:k + 5].mean()) for k in range(8)}
+    assert all(min(abs(x - t) for t in diag) < 1e-5 for x in d2[y2 == 1])
+    # Short utterance: 13 frames, clip 9, shift 3: the middle clip has no partner and must not be drawn.
+    short = [_item([0.0, -5.0] * 6 + [0.0], n_frames=13, size=16, seed=7)]
+    d, y = sync_pairs(model, short, 5, 3, pairs_per_utt=20, seed=0, context=2)
+    assert len(d) == 40
+    # Voiced anchors: the first 8 frames are silent, so every anchor clip starts at frame >= 6
+    # (at least 3 of its 5 frames voiced); clips are identified by their in-sync distance.
+    dv, yv = sync_pairs(model, items[:1], 5, 3, pairs_per_utt=40, seed=3, voiced_db=-20.0)
+    allowed = {float(D[k, k]) for k in range(6, 12)}
+    assert all(min(abs(x - t) for t in allowed) < 1e-5 for x in dv[yv == 1])
+
+
+def test_prepare_cache_resumes_and_is_keyed_by_settings(tiny_corpus, tmp_path, monkeypatch):
+    from merbench.methods.lipsync_graph_erc import train_lipsync as T
+
+    root, corpus, _ = tiny_corpus
+    utts = [u for u in corpus.utterances if u.meta.get("split") == "test"][:7]
+    monkeypatch.setattr(T, "CACHE_CHUNK", 3)  # 3 chunks: 3 + 3 + 1 utterances
+    calls = []
+    real = T.prepare_corpus
+
+    def spy(us, *a, **k):
+        calls.append([u.uid for u in us])
+        return real(us, *a, **k)
+
+    monkeypatch.setattr(T, "prepare_corpus", spy)
+    settings = T.prep_settings(32, 0.1, "lower", 3, T.corpus_fingerprint(root))
+    first = T.prepare_cached(utts, "test", settings, tmp_path, workers=1)
+    assert len(calls) == 3 and len(first) == 7
+    chunks = sorted((tmp_path / T.cache_key(settings)).glob("test-*.npz"))
+    assert len(chunks) == 3 and not list(tmp_path.rglob("*.tmp"))
+    # Interrupted run: one chunk missing -> only it is prepared again; the rest is read back equal.
+    chunks[1].unlink()
+    calls.clear()
+    again = T.prepare_cached(utts, "test", settings, tmp_path, workers=1)
+    assert calls == [[u.uid for u in utts[3:6]]]
+    calls.clear()
+    third = T.prepare_cached(utts, "test", settings, tmp_path, workers=1)
+    assert calls == []
+    for x, y in zip(first, third):
+        assert x["uid"] == y["uid"] and x["n_frames"] == y["n_frames"] and x["track_x"] == y["track_x"]
+        assert np.array_equal(x["mel"], y["mel"]) and len(x["crops"]) == len(y["crops"])
+        assert all(np.array_equal(a, b) for a, b in zip(x["crops"], y["crops"]))
+        assert (x["frames"] is None) == (y["frames"] is None)
+        if x["frames"] is not None:
+            assert np.array_equal(x["frames"], y["frames"]) and np.array_equal(x["audio"], y["audio"])
+            assert all(np.allclose(t.filled(), u.filled()) for t, u in zip(x["tracks"], y["tracks"]))
+    # A corrupt chunk is prepared again, not trusted.
+    chunks[0].write_bytes(b"garbage")
+    calls.clear()
+    T.prepare_cached(utts, "test", settings, tmp_path, workers=1)
+    assert calls == [[u.uid for u in utts[:3]]]
+    # Other settings -> another key, another folder; a subset gets its own files.
+    other = T.prep_settings(24, 0.1, "lower", 3, T.corpus_fingerprint(root))
+    assert T.cache_key(other) != T.cache_key(settings)
+    calls.clear()
+    T.prepare_cached(utts[:2], "test", settings, tmp_path, workers=1)
+    assert calls == [[u.uid for u in utts[:2]]]
+    assert len(list((tmp_path / T.cache_key(settings)).glob("test-000-*.npz"))) == 2
+    with np.load(next((tmp_path / T.cache_key(settings)).glob("test-002-*.npz")), allow_pickle=False) as z:
+        assert z["crops"].dtype == np.uint8  # plain arrays: loadable without pickle

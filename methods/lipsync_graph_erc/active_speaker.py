@@ -1,6 +1,6 @@
 """Active-speaker selection hooks for :class:`merbench.features.video.FaceCropExtractor`.
 
-    FaceCropExtractor(select_track=LipSyncSelector("runs/lipsync/lipsync.pt"))
+    FaceCropExtractor(select_track=LipSyncSelector(checkpoint))   # e.g. <MERBENCH_HOME>/models/lipsync/lipsync.pt
     FaceCropExtractor(select_track=RandomSelector(seed=0))   # the "without lip-sync" ablation
 
 Both are called as ``selector(tracks, audio, frames) -> index`` and only when the clip has
@@ -28,7 +28,8 @@ class LipSyncSelector:
     """Pick the face track whose crops are closest to the audio under LipSyncNet: the
     smallest mean audio-visual distance over all aligned windows of the clip.
 
-    ``model``: a checkpoint path (from ``train_lipsync``) or a :class:`LipSyncNet`
+    ``model``: a checkpoint path (from ``train_lipsync``; its default output,
+    ``<MERBENCH_HOME>/models/lipsync/lipsync.pt``, is what ``select_track: lipsync`` loads) or a :class:`LipSyncNet`
     (``config`` then gives the crop settings; default :class:`LipSyncConfig`).
     ``fps``: the frame rate of the frames the hook receives. None (default) infers it from
     the audio length (``len(audio) / n_frames`` samples per frame), which is what the

@@ -17,6 +17,9 @@ Windows (our choice; the original pairs 32 video frames with the *first* 20 mel 
 the utterance, i.e. 1.28 s of video with 0.2 s of audio, see README): ``WINDOW_FRAMES``
 video frames at the corpus rate (5 frames = 400 ms at 12.5 fps) and the 20 log-mel
 frames of exactly that time span (4 mel frames per video frame, hop = 1/4 video frame).
+:func:`utterance_windows` cuts all windows of a track at once (training and evaluation);
+:func:`frame_levels_db` / :func:`window_voiced_fraction` tell speech from pauses for the
+voiced-window evaluation of ``train_lipsync``.
 """
 
 from __future__ import annotations
@@ -136,9 +139,13 @@ class AVSyncLoss(nn.Module):
         self.alpha = float(alpha)
         self.ranking = nn.MarginRankingLoss(margin=margin)
 
-    def forward(self, d_pos: torch.Tensor, d_neg: torch.Tensor) -> torch.Tensor:
+    def forward(self, d_pos: torch.Tensor, d_neg: torch.Tensor, pos_index: torch.Tensor | None = None) -> torch.Tensor:
+        """``d_pos`` (P,), ``d_neg`` (N,). Without ``pos_index`` N == P and negative i is ranked
+        against positive i; with it (N,) negative i is ranked against ``d_pos[pos_index[i]]``
+        (several negatives per positive), and the pull term stays the mean over the P positives."""
+        anchor = d_pos if pos_index is None else d_pos[pos_index]
         # target 1: the first argument (d_neg) should be the larger one.
-        rank = self.ranking(d_neg, d_pos, torch.ones_like(d_pos))
+        rank = self.ranking(d_neg, anchor, torch.ones_like(anchor))
         return self.alpha * rank + (1.0 - self.alpha) * d_pos.mean()
 
 
@@ -232,6 +239,50 @@ def audio_window(mel: np.ndarray, start: int, window: int = WINDOW_FRAMES) -> np
     return mel[None, :, a:b].astype(np.float32, copy=False)
 
 
+def utterance_windows(crops: np.ndarray, mel: np.ndarray, window: int = WINDOW_FRAMES, center: bool = True,
+                      starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of one face track at once: video (n, 3, window, S, S) and audio
+    (n, 1, n_mels, 4 * window), float32, window ``i`` starting at frame ``starts[i]``
+    (default: every full window). Equal to stacking :func:`video_window` / :func:`audio_window`."""
+    n = min(len(crops), mel.shape[1] // MEL_PER_FRAME)
+    if starts is None:
+        starts = window_starts(n, window)
+    starts = np.asarray(starts, dtype=np.int64)
+    if len(starts) and (starts.min() < 0 or starts.max() + window > n):
+        raise ValueError(f"window starts {starts.min()}..{starts.max()} do not fit a clip of {n} frames")
+    S = crops.shape[1]
+    if not len(starts):
+        return (np.zeros((0, 3, window, S, S), np.float32), np.zeros((0, 1, mel.shape[0], MEL_PER_FRAME * window), np.float32))
+    x = crops[:n].astype(np.float32).transpose(3, 0, 1, 2) / 127.5 - 1.0  # (3, T, S, S)
+    idx = starts[:, None] + np.arange(window)[None, :]  # (n, window)
+    v = x[:, idx].transpose(1, 0, 2, 3, 4)  # (n, 3, window, S, S)
+    if center:
+        v = (v - v.mean(axis=2, keepdims=True)) * 4.0
+    midx = MEL_PER_FRAME * starts[:, None] + np.arange(MEL_PER_FRAME * window)[None, :]
+    a = mel[:, midx].transpose(1, 0, 2)[:, None].astype(np.float32)  # (n, 1, n_mels, 4 * window)
+    return np.ascontiguousarray(v, dtype=np.float32), np.ascontiguousarray(a)
+
+
+def frame_levels_db(mel: np.ndarray) -> np.ndarray:
+    """Audio level of every video frame of a :func:`log_mel` output, in dB relative to the
+    utterance's loudest frame (power summed over the frame's mel bins and its 4 mel frames)."""
+    n = mel.shape[1] // MEL_PER_FRAME
+    db = (mel[:, :n * MEL_PER_FRAME].astype(np.float64) - 1.0) / 2.0 * -MEL_FLOOR_DB  # undo the [-1, 1] map
+    power = (10.0 ** (db / 10.0)).sum(axis=0).reshape(n, MEL_PER_FRAME).sum(axis=1)
+    level = 10.0 * np.log10(np.maximum(power, 1e-30))
+    return (level - level.max()).astype(np.float32) if n else level.astype(np.float32)
+
+
+def window_voiced_fraction(mel: np.ndarray, starts: np.ndarray, window: int, frame_threshold_db: float) -> np.ndarray:
+    """Fraction of each window's video frames whose level (:func:`frame_levels_db`) reaches
+    ``frame_threshold_db``: 0 for a window in silence, where the lips have nothing to follow."""
+    starts = np.asarray(starts, dtype=np.int64)
+    if not len(starts):
+        return np.zeros(0, np.float32)
+    voiced = frame_levels_db(mel) >= frame_threshold_db
+    return voiced[starts[:, None] + np.arange(window)[None, :]].mean(axis=1).astype(np.float32)
+
+
 def window_span_seconds(start: int, window: int = WINDOW_FRAMES, fps: float = 12.5) -> tuple[float, float]:
     """Time span [t0, t1) covered by a video window (and, by construction, by its audio window)."""
     return start / fps, (start + window) / fps
@@ -256,10 +307,8 @@ def window_distances(model: LipSyncNet, crops: np.ndarray, mel: np.ndarray, stri
     dev = next(model.parameters()).device
     out = []
     for i in range(0, len(starts), batch):
-        s = starts[i:i + batch]
-        v = torch.from_numpy(np.stack([video_window(crops, k, window, center) for k in s])).to(dev)
-        a = torch.from_numpy(np.stack([audio_window(mel, k, window) for k in s])).to(dev)
-        out.append(model.distance(v, a).cpu().numpy())
+        v, a = utterance_windows(crops, mel, window, center, starts[i:i + batch])
+        out.append(model.distance(torch.from_numpy(v).to(dev), torch.from_numpy(a).to(dev)).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
