@@ -326,13 +326,38 @@ data_app.command("download")(_download)
 # -- features -------------------------------------------------------------------------------
 
 
-def build_extractor(name: str, device: str = "cpu", batch_size: Optional[int] = None):
-    """An extractor by name, on ``device``, with the model batch size set where it has one."""
+def parse_options(items: List[str]) -> dict:
+    """``--option key=value`` pairs -> a dict; values are read as YAML (``layer=6`` is an int)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MerbenchError(f"--option {item!r} is not key=value", fix="write e.g. --option model=path/to/model")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def build_extractor(name: str, device: str = "cpu", batch_size: Optional[int] = None, options: Optional[dict] = None):
+    """An extractor by name, on ``device``, with the model batch size set where it has one and
+    ``options`` (a feature request's ``options``: checked against what the extractor accepts)."""
     import inspect
 
     from .registry import get_feature
+    from .interfaces import FeatureRequest
+    from .runner import check_options
 
     cls = get_feature(name)
+    options = dict(options or {})
+    for k in ("device", "model_batch"):
+        if k in options:
+            raise MerbenchError(f"--option {k}: set it with --{'device' if k == 'device' else 'batch-size'}")
+    if options:
+        check_options(FeatureRequest(extractor=name, options=options))
     if device.startswith("cuda"):
         import torch
 
@@ -348,7 +373,10 @@ def build_extractor(name: str, device: str = "cpu", batch_size: Optional[int] = 
         raise MerbenchError(f"extractor {name} runs on the CPU only", fix="drop --device")
     if batch_size is not None and "model_batch" in params:
         kwargs["model_batch"] = batch_size
-    ext = cls(**kwargs)
+    try:
+        ext = cls(**kwargs, **options)
+    except TypeError as e:
+        raise MerbenchError(f"extractor {name}: bad options {options}: {e}") from None
     if batch_size is not None and "model_batch" not in params:
         ext.batch_size = batch_size
     return ext
@@ -360,14 +388,17 @@ def features_extract(dataset: str = typer.Argument(...),
                      root: Optional[Path] = typer.Option(None, "--root"),
                      device: str = typer.Option("cpu", "--device", help="cpu or cuda (for model-based extractors)"),
                      batch_size: Optional[int] = typer.Option(None, "--batch-size", help="utterances per model batch"),
-                     workers: int = typer.Option(1, "--workers", help="processes extracting cache parts in parallel")):
+                     workers: int = typer.Option(1, "--workers", help="processes extracting cache parts in parallel"),
+                     option: List[str] = typer.Option([], "--option", "-o",
+                                                      help="extractor option key=value (repeatable), as a config's "
+                                                           "features ... options, e.g. model=NAME_OR_FOLDER")):
     """Extract one extractor's features for a whole corpus into the cache (resumable)."""
     from .features.store import bad_media, extract_corpus
     from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
 
     if workers < 1:
         raise MerbenchError(f"--workers {workers}: need at least one")
-    ext = build_extractor(extractor, device, batch_size)
+    ext = build_extractor(extractor, device, batch_size, parse_options(option))
     corpus = get_dataset(dataset)(root).load()
     with _progress() as p:
         task = p.add_task(f"extract {extractor}", total=len(corpus))

@@ -154,3 +154,39 @@ def test_features_extract_with_workers_matches_one_process(env, capsys, monkeypa
         assert rc == 2 and "no CUDA device" in err
     rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "audio-logmel", "--device", "gpu")
     assert rc == 2 and "unknown device" in err
+
+
+def test_features_extract_options_reach_the_extractor(env, capsys, tmp_path):
+    """`--option key=value` builds the extractor as a config's `options` would: here tiny
+    random-weight models through the real loading code (a Hugging Face folder, a FunASR folder);
+    a second run reuses the cache; unknown options are named."""
+    from test_features_more import _speech_model
+
+    tiny = _speech_model(tmp_path, "wav2vec2")
+    args = ("features", "extract", "synthetic", "-e", "audio-hf", "--option", f"model_name={tiny}", "-o", "layer=1")
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0, err
+    from merbench.cli import build_extractor
+    from merbench.features.store import entry_dir
+    from merbench.registry import get_dataset
+
+    entry = entry_dir(get_dataset("synthetic")().load(), build_extractor("audio-hf", options={"model_name": str(tiny),
+                                                                                                "layer": 1}))
+    parts = sorted(entry.glob("part-*.npz"))
+    assert parts and json.loads((entry / "meta.json").read_text())["settings"]["layer"] == 1
+    stamps = [p.stat().st_mtime_ns for p in parts]
+    rc, out2, err = run_cli(capsys, *args)
+    assert rc == 0 and [p.stat().st_mtime_ns for p in parts] == stamps  # nothing recomputed
+    rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "audio-hf", "--option", "layr=1")
+    assert rc == 2 and "no option 'layr'" in err and "layer" in err and "Traceback" not in err
+    rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "audio-hf", "--option", "layer")
+    assert rc == 2 and "not key=value" in err
+    try:
+        import funasr  # noqa: F401
+    except ImportError:
+        return
+    from test_features_more import build_tiny_emotion2vec
+
+    e2v = build_tiny_emotion2vec(tmp_path / "e2v")
+    rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "audio-emotion2vec", "-o", f"model={e2v}")
+    assert rc == 0, err

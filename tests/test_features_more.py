@@ -221,7 +221,101 @@ def test_emotion2vec_sizes_and_missing_extra(monkeypatch, media):
     assert "FunASR" in str(e.value) and ".[emotion2vec]" in e.value.fix
 
 
+# A tiny emotion2vec (data2vec-style audio encoder: conv feature extractor, ALiBi, 2 blocks of
+# width 32), in FunASR's own folder layout: config.yaml naming the Emotion2vec class + model.pt.
+TINY_E2V_AUDIO = {
+    "type": "AUDIO", "prenet_depth": 1, "prenet_layerdrop": 0.0, "prenet_dropout": 0.0, "start_drop_path_rate": 0.0,
+    "end_drop_path_rate": 0.0, "num_extra_tokens": 4, "init_extra_token_zero": True, "mask_noise_std": 0.01,
+    "mask_prob_min": None, "inverse_mask": False, "mask_prob": 0.5, "mask_prob_adjust": 0.0, "keep_masked_pct": 0.0,
+    "mask_length": 5, "add_masks": False, "remove_masks": False, "mask_dropout": 0.0, "encoder_zero_mask": True,
+    "mask_channel_prob": 0.0, "mask_channel_length": 64, "ema_local_encoder": False, "local_grad_mult": 1.0,
+    "use_alibi_encoder": True, "alibi_scale": 1.0, "learned_alibi": False, "alibi_max_pos": None,
+    "learned_alibi_scale": True, "learned_alibi_scale_per_head": True, "learned_alibi_scale_per_layer": False,
+    "num_alibi_heads": 2, "model_depth": 2, "decoder": None, "extractor_mode": "layer_norm",
+    # 7 conv layers, total stride 320 (20 ms at 16 kHz), as the real model, only narrower
+    "feature_encoder_spec": "[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2",
+    "conv_pos_width": 31, "conv_pos_groups": 4, "conv_pos_depth": 1, "conv_pos_pre_ln": False}
+TINY_E2V = {
+    "depth": 2, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "norm_eps": 1e-5, "norm_affine": True,
+    "encoder_dropout": 0.0, "post_mlp_drop": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
+    "dropout_input": 0.0, "layerdrop": 0.0, "start_drop_path_rate": 0.0, "end_drop_path_rate": 0.0,
+    "layer_norm_first": False, "average_top_k_layers": 2, "end_of_block_targets": False, "clone_batch": 1,
+    "loss_beta": 0.0, "loss_scale": None, "normalize": True, "modalities": {"audio": TINY_E2V_AUDIO}}
+
+
+def build_tiny_emotion2vec(folder: Path) -> Path:
+    """Write a random-weight emotion2vec that FunASR's AutoModel loads from ``folder`` offline."""
+    import yaml
+    import funasr.models.emotion2vec.model  # noqa: F401  (registers the class)
+    from funasr.register import tables
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"model": "Emotion2vec", "model_conf": TINY_E2V}))
+    torch.manual_seed(0)
+    net = tables.model_classes["Emotion2vec"](model_conf=TINY_E2V)
+    torch.save(net.state_dict(), folder / "model.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_emotion2vec(tmp_path_factory):
+    pytest.importorskip("funasr", reason="FunASR (the .[emotion2vec] extra) is not installed")
+    return build_tiny_emotion2vec(tmp_path_factory.mktemp("tiny_e2v"))
+
+
+def test_emotion2vec_through_funasr_on_a_tiny_model(tiny_emotion2vec, media, tmp_path):
+    """The real FunASR path (AutoModel from a model folder, generate, frame granularity),
+    offline, on the real speech clip and through the feature cache."""
+    from merbench.features import store
+    from merbench.features.emotion2vec import Emotion2VecExtractor
+
+    threads = torch.get_num_threads()
+    ex = Emotion2VecExtractor(str(tiny_emotion2vec))
+    assert ex.output_dim("pooled") == ex.output_dim("frames") == 32
+    assert ex.settings()["model"] == str(tiny_emotion2vec.resolve())
+    it = ex.extract([utt("a", audio=media["tone"])])[0]
+    assert torch.get_num_threads() == threads  # FunASR would set 4 for the whole process
+    assert it.frames.shape[1] == 32 and 28 <= len(it.frames) <= 31  # 0.6 s at 50 frames/s
+    assert it.frames.dtype == it.pooled.dtype == np.float32 and np.isfinite(it.frames).all()
+    np.testing.assert_allclose(it.pooled, it.frames.mean(0), atol=1e-5)
+    utts = [utt("t0", audio=media["tone"], turn=0), utt("t1", audio=media["tone_long"], turn=1)]
+    wav = shared_data_or_skip() / "audio" / "speech_16k.wav"
+    if wav.exists():
+        utts.append(utt("speech", audio=wav, turn=2))
+    entry = store.extract_corpus(Corpus("e2v", utts, root=tmp_path), ex, cache=tmp_path / "cache")
+    table = store.load_table(entry, frames=True)
+    assert table.pooled.shape == (len(utts), 32) and table.valid.all()
+    if wav.exists():
+        assert 195 <= len(table.frames[2]) <= 210  # about 4.1 s of real speech at 50 frames/s
+
+
+def test_emotion2vec_local_folder_errors(tmp_path):
+    from merbench.features.emotion2vec import Emotion2VecExtractor
+
+    with pytest.raises(ConfigError, match="without config.yaml"):
+        Emotion2VecExtractor(str(tmp_path))
+    (tmp_path / "config.yaml").write_text("model: Paraformer\nmodel_conf: {}\n")
+    with pytest.raises(ConfigError, match="not an emotion2vec config"):
+        Emotion2VecExtractor(str(tmp_path))
+
+
 # -- video-hf ---------------------------------------------------------------------------------------
+
+
+def test_hf_vision_convolutional_model(media, tmp_path):
+    """A CNN (tiny random ResNet: (C, H, W) maps, no tokens): its pooled output per frame."""
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetModel
+
+    from merbench.features.vision_hf import HFVisionExtractor
+
+    torch.manual_seed(0)
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 12], depths=[1, 1], layer_type="basic")).save_pretrained(tmp_path)
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(tmp_path)
+    ex = HFVisionExtractor(str(tmp_path), max_frames=5)
+    assert ex.output_dim("pooled") == ex.output_dim("frames") == 12  # the last stage's width, from the config
+    it = ex.extract([utt("v", video=media["face"])])[0]
+    assert it.frames.shape == (5, 12) and it.pooled.shape == (12,) and np.isfinite(it.frames).all()
+    np.testing.assert_allclose(it.pooled, it.frames.mean(0), atol=1e-5)
 
 
 def test_hf_vision_on_face_crops(tiny_vit, media, tmp_path):

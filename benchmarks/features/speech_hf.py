@@ -81,6 +81,8 @@ def hidden_size(model_name: str, known: dict[str, int] | None = None) -> int:
         raise MerbenchError(f"cannot read the config of the Hugging Face model {model_name!r}: {e}",
                             fix="give a local folder holding config.json (model hubs are offline: HF_HUB_OFFLINE=1)") from None
     dim = getattr(cfg, "hidden_size", None) or getattr(getattr(cfg, "vision_config", None), "hidden_size", None)
+    if not dim and getattr(cfg, "hidden_sizes", None):  # convolutional vision models: the last stage's width
+        dim = cfg.hidden_sizes[-1]
     if not dim:
         raise MerbenchError(f"the config of {model_name!r} names no hidden_size",
                             fix="use an encoder model whose config states its hidden size")

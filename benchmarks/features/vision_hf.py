@@ -1,4 +1,4 @@
-"""Face-crop embeddings from any Hugging Face vision model (ViT, DeiT, CLIP vision, ...).
+"""Face-crop embeddings from any Hugging Face vision model (ViT, DeiT, CLIP vision, ResNet, ConvNeXt, ...).
 
 For each utterance: read at most ``max_frames`` frames, find and track faces and pick the
 speaker's track with the helpers of :mod:`merbench.features.video` (same detector, tracker
@@ -7,8 +7,9 @@ frames, and embed every crop with the model (its own ``AutoImageProcessor`` resi
 normalises).
 
 - Image models: frames = one embedding per sampled frame ``(T, D)`` (the [CLS] state of the
-  last layer with ``readout="cls"``, or the mean of the patch states with ``readout="mean"``);
-  pooled = the mean over frames.
+  last layer with ``readout="cls"``, or the mean of the patch states with ``readout="mean"``;
+  for convolutional models such as ResNet or ConvNeXt, whose last layer is a (C, H, W) map, the
+  model's pooled output, ``readout`` not applying); pooled = the mean over frames.
 - Video models (``timesformer``, ``videomae``, ``vivit``: e.g.
   ``facebook/timesformer-base-finetuned-k400``): the crops are sampled to the model's
   ``num_frames`` and embedded as one clip; frames = the clip's token states (space-time
@@ -159,9 +160,16 @@ class HFVisionExtractor(FeatureExtractor):
         for k in range(0, len(crops), self.model_batch):
             pix = proc(crops[k:k + self.model_batch], return_tensors="pt")["pixel_values"].to(self.device)
             with torch.inference_mode():
-                hidden = mod(pixel_values=pix).last_hidden_state.float()
-            # ViT-like models start with [CLS]; convolutional ones (no sequence) are not supported here.
-            rows.append(self._readout(hidden, True).cpu().numpy())
+                out = mod(pixel_values=pix)
+            hidden = out.last_hidden_state.float()
+            if hidden.dim() == 4:
+                # Convolutional (ResNet, ConvNeXt, ...): (B, C, H, W) maps, no tokens. The model's own
+                # pooled output when it has one (global average pool, + LayerNorm for ConvNeXt), else the spatial mean.
+                pooled = getattr(out, "pooler_output", None)
+                emb = pooled.float().flatten(1) if pooled is not None else hidden.mean(dim=(2, 3))
+                rows.append(emb.cpu().numpy())
+            else:  # ViT-like: [CLS] first
+                rows.append(self._readout(hidden, True).cpu().numpy())
         frames = np.concatenate(rows).astype(np.float32)
         return ExtractedItem(pooled=frames.mean(0).astype(np.float32), frames=np.ascontiguousarray(frames))
 
