@@ -74,6 +74,8 @@ class RunResult(BaseModel):
     label_names: list[str]
     modalities: str  # canonical key, e.g. "tav"
     features: dict[str, str] = Field(default_factory=dict)  # modality -> extractor@version
+    # modality -> {"cache_key": "v<version>-<settings hash>", "settings": the extractor's settings()}
+    feature_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seed: int
     config: dict[str, Any]
     config_hash: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import re
 import shlex
@@ -142,8 +143,12 @@ def make_extractor(req: FeatureRequest):
                           fix=f"its options are: {', '.join(extractor_options(cls)) or '(none)'}") from None
 
 
-def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_media: str) -> tuple[dict[str, FeatureTable], dict[str, str], int]:
-    tables, names, n_bad = {}, {}, 0
+def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_media: str
+                  ) -> tuple[dict[str, FeatureTable], dict[str, str], int, dict[str, dict]]:
+    """Tables per modality, their names (``extractor[options]@version``), the number of bad media
+    files, and per modality the extractor's full settings and cache key (for the result's provenance:
+    e.g. the hash of the LipSync weights that chose the face track)."""
+    tables, names, n_bad, settings = {}, {}, 0, {}
     for m, req in requests.items():
         extractor = make_extractor(req)
         if extractor.modality != m:
@@ -164,7 +169,9 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
             n_bad += len(bad)
         tables[m] = load_table(entry, frames=req.level == "frames")
         names[m] = f"{req.label()}@v{extractor.version}"
-    return tables, names, n_bad
+        settings[m] = {"cache_key": Path(entry).name,
+                       "settings": json.loads(json.dumps(extractor.settings(), sort_keys=True, default=str))}
+    return tables, names, n_bad, settings
 
 
 def feature_dims(requests: dict) -> dict[str, int]:
@@ -246,7 +253,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     splits = protocol.build(corpus)
     reporter.stage(f"protocol: {protocol.name} v{protocol.version}, folds: {len(splits.folds)}, "
                    f"manifest {splits.manifest_hash[:12]}")
-    tables, feature_names, n_bad = load_features(corpus, requests, reporter, req.on_bad_media)
+    tables, feature_names, n_bad, feature_settings = load_features(corpus, requests, reporter, req.on_bad_media)
     seeds = req.seeds if req.seeds is not None else list(range(protocol.default_seeds))
     chash = config_hash(config)
     mkey = modality_key(mods)
@@ -282,6 +289,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         prov.wall_time_s = round(time.time() - t0, 2)
         result = stub.model_copy(update=dict(
             label_names=list(protocol.label_names), as_published=protocol.as_published, features=feature_names,
+            feature_settings=feature_settings,
             headline_metric=protocol.headline_metric, select_metric=config.get("train", {}).get("select_metric", ""),
             fold_combination=protocol.fold_combination if len(fold_results) > 1 else "single split",
             folds=fold_results, test=combined, parameters=params, bad_media=n_bad, provenance=prov))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -80,6 +81,11 @@ def test_seeds_differ_and_result_schema(merbench_home, tmp_path):
     for key in ("accuracy", "ua", "weighted_f1", "macro_f1", "per_class", "confusion"):
         assert key in data["test"]
     assert data["provenance"]["git_commit"] is None or len(data["provenance"]["git_commit"]) == 40
+    # Which features exactly: each modality's extractor settings and the cache entry they name.
+    assert set(data["feature_settings"]) == set(data["modalities"])
+    for m, fs in data["feature_settings"].items():
+        assert re.fullmatch(r"v\w+-[0-9a-f]{10}", fs["cache_key"]) and isinstance(fs["settings"], dict)
+        assert data["features"][m].endswith("@" + fs["cache_key"].split("-")[0])
 
 
 def test_resident_features_give_the_same_result(merbench_home, tmp_path):
