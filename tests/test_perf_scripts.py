@@ -80,3 +80,15 @@ def test_real_corpus_lengths():
     assert 1.0 < np.median(meld.seconds) < 5.0
     iemocap = tt.load_lengths("iemocap")
     assert len(iemocap) == 7433 and "assumed" in iemocap.audio_source
+
+
+def test_both_lstm_implementations_timed_side_by_side():
+    r = tt.benchmark_method("miust", _skewed(8), steps=2, warmup=0, batch_size=4, overrides=TINY,
+                            lstms=("fused", "packed"))
+    assert set(r["by_lstm"]) == {"fused", "packed"} and r["lstm"] == "fused" and r["off"] == r["by_lstm"]["fused"]["off"]
+    # Same utterances and batches either way: only the time differs.
+    assert r["by_lstm"]["fused"]["on"]["real_frames"] == r["by_lstm"]["packed"]["on"]["real_frames"]
+    assert r["speed_ratio_fused_packed"]["on"] > 0 and r["speed_ratio_fused_on_vs_packed_off"] > 0
+    from merbench import rnn
+
+    assert rnn.IMPLEMENTATION == "fused"  # restored after timing

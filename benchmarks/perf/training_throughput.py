@@ -1,6 +1,6 @@
 """Training throughput of the frame-level methods (MIUST, multi-focus BLSTM), length bucketing off and on.
 
-    python -m merbench.perf.training_throughput [--device cpu|cuda] [--steps N]
+    python -m merbench.perf.training_throughput [--device cpu|cuda] [--steps N] [--lstm fused|packed|both]
         [--methods miust,multifocus_blstm] [--dataset-lengths synthetic|iemocap|meld|lognormal] [--json OUT]
 
 Each method is built through its own class and config (``per_dataset`` block of the chosen corpus
@@ -19,7 +19,10 @@ come from a real length distribution:
 
 Both settings train one epoch over the same sample of ``steps x batch_size`` utterances, so they
 do the same real work and differ only in padding; they alternate ``--repeats`` times so that load
-from other jobs hits both alike. The output states which length source was used.
+from other jobs hits both alike. The output states which length source was used. ``--lstm both``
+also times the LSTMs by packing (the earlier code) beside ``merbench.rnn``'s fused form, in the
+same alternation, and reports that ratio and the whole change (fused + bucketing against packed
+without bucketing).
 """
 
 from __future__ import annotations
@@ -315,16 +318,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_setting(method, split, bucket: bool, warmup: int, seed: int = 0) -> SettingResult:
+def time_setting(method, split, bucket: bool, warmup: int, seed: int = 0, lstm: str = "fused") -> SettingResult:
     """Warm-up steps, then one timed epoch over ``split`` with ``bucket_by_length`` = ``bucket``;
-    every step as ``TorchMethod.fit`` runs it, batches from ``method.batches``."""
+    every step as ``TorchMethod.fit`` runs it, batches from ``method.batches``. ``lstm``: how
+    the methods' LSTMs skip padding (``merbench.rnn.IMPLEMENTATION``: fused, or packed)."""
     import torch
     from torch import nn
 
+    from merbench import rnn
     from merbench.trainer import seed_everything
 
-    base_cfg = method.train_cfg
+    base_cfg, base_impl = method.train_cfg, rnn.IMPLEMENTATION
     method.train_cfg = {**base_cfg, "bucket_by_length": bool(bucket)}
+    rnn.IMPLEMENTATION = lstm
     try:
         seed_everything(seed)
         method._fit_normaliser(split)
@@ -367,6 +373,7 @@ def time_setting(method, split, bucket: bool, warmup: int, seed: int = 0) -> Set
         return res
     finally:
         method.train_cfg = base_cfg
+        rnn.IMPLEMENTATION = base_impl
         method.model = None
 
 
@@ -381,36 +388,53 @@ def _merge(a: SettingResult | None, b: SettingResult) -> SettingResult:
     return a
 
 
+LSTM_IMPLS = ("fused", "packed")
+
+
 def benchmark_method(name: str, lengths: Lengths, device: str = "cpu", steps: int = 10, warmup: int = 2,
                      repeats: int = 1, seed: int = 0, batch_size: int | None = None,
-                     max_seconds: float | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Bucketing off and on for one method, alternating ``repeats`` times; one result dict."""
+                     max_seconds: float | None = None, overrides: Sequence[str] = (),
+                     lstms: Sequence[str] = ("fused",)) -> dict[str, Any]:
+    """Bucketing off and on for one method (for each LSTM implementation in ``lstms``),
+    alternating ``repeats`` times; one result dict. ``off`` / ``on`` are those of ``lstms[0]``;
+    with two implementations ``by_lstm`` holds both and ``speed_ratio_fused_packed`` compares them."""
     method = build_method(name, lengths.dataset, device, seed, batch_size, overrides)
     bs = int(method.train_cfg["batch_size"])
     split = make_split(method, lengths, steps * bs, seed, max_seconds)
-    totals: dict[bool, SettingResult | None] = {False: None, True: None}
+    settings = [(bucket, impl) for impl in lstms for bucket in (False, True)]
+    totals: dict[tuple[bool, str], SettingResult | None] = dict.fromkeys(settings)
     for r in range(repeats):
-        for bucket in ((False, True) if r % 2 == 0 else (True, False)):
-            totals[bucket] = _merge(totals[bucket], time_setting(method, split, bucket, warmup, seed))
-    off, on = totals[False], totals[True]
-    assert off is not None and on is not None
+        for key in (settings if r % 2 == 0 else settings[::-1]):
+            totals[key] = _merge(totals[key], time_setting(method, split, key[0], warmup, seed, key[1]))
     reqs = method.feature_requests(method.config, method.modalities)
-    return {
+    by_lstm = {}
+    for impl in lstms:
+        off, on = totals[(False, impl)], totals[(True, impl)]
+        assert off is not None and on is not None
+        by_lstm[impl] = {"off": off.as_dict(), "on": on.as_dict(),
+                         "speed_ratio_on_off": on.utterances_per_s / off.utterances_per_s,
+                         "padded_frames_ratio_on_off": sum(on.padded.values()) / sum(off.padded.values())}
+    out = {
         "method": name, "batch_size": bs, "utterances_per_epoch": len(split), "repeats": repeats,
         "optimizer": method.train_cfg["optimizer"],
         "features": {m: {"extractor": reqs[m].extractor, "dim": _frame_dim(reqs[m].extractor),
                          "frames_per_s": _frame_rate(name, m, reqs[m].extractor)} for m in method.modalities},
         "parameters": method.num_parameters(method.input_dims(split)),
-        "off": off.as_dict(), "on": on.as_dict(),
-        "speed_ratio_on_off": on.utterances_per_s / off.utterances_per_s,
-        "padded_frames_ratio_on_off": sum(on.padded.values()) / sum(off.padded.values()),
+        "lstm": lstms[0], **by_lstm[lstms[0]],
     }
+    if len(lstms) > 1:
+        out["by_lstm"] = by_lstm
+        f, pk = by_lstm["fused"], by_lstm["packed"]
+        out["speed_ratio_fused_packed"] = {b: f[b]["utterances_per_s"] / pk[b]["utterances_per_s"] for b in ("off", "on")}
+        # The whole change: the earlier code (packed LSTMs, no bucketing) against the current default.
+        out["speed_ratio_fused_on_vs_packed_off"] = f["on"]["utterances_per_s"] / pk["off"]["utterances_per_s"]
+    return out
 
 
 def run(methods: Sequence[str] = DEFAULT_METHODS, lengths: Lengths | None = None, dataset_lengths: str = "meld",
         device: str = "cpu", steps: int = 10, warmup: int = 2, repeats: int = 1, seed: int = 0,
         batch_size: int | None = None, max_seconds: float | None = None, threads: int = 0,
-        overrides: Sequence[str] = ()) -> dict[str, Any]:
+        overrides: Sequence[str] = (), lstms: Sequence[str] = ("fused",)) -> dict[str, Any]:
     """The whole benchmark as a JSON-ready dict; ``lengths`` overrides ``dataset_lengths``."""
     import torch
 
@@ -423,14 +447,15 @@ def run(methods: Sequence[str] = DEFAULT_METHODS, lengths: Lengths | None = None
     if lengths is None:
         lengths = load_lengths(dataset_lengths, seed)
     load = os.getloadavg()[0]  # other work on the machine skews the timings
-    results = [benchmark_method(m, lengths, device, steps, warmup, repeats, seed, batch_size, max_seconds, overrides)
-               for m in methods]
+    results = [benchmark_method(m, lengths, device, steps, warmup, repeats, seed, batch_size, max_seconds, overrides,
+                                lstms) for m in methods]
     return {
         "benchmark": "training_throughput", "device": device,
         "device_name": torch.cuda.get_device_name(0) if str(device).startswith("cuda") else "cpu",
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(),
         "load_average_before": load, "load_average_after": os.getloadavg()[0],
         "steps": steps, "warmup": warmup, "seed": seed, "max_seconds": max_seconds, "overrides": list(overrides),
+        "lstm": list(lstms),
         "lengths": {"dataset": lengths.dataset, "text_source": lengths.text_source,
                     "audio_source": lengths.audio_source, "utterances": len(lengths),
                     "tokens_median": float(np.median(lengths.tokens)), "tokens_p95": float(np.percentile(lengths.tokens, 95)),
@@ -452,16 +477,25 @@ def print_report(report: dict[str, Any], console=None) -> None:
     table = Table(title=f"training throughput on {report['device_name']} ({report['torch_threads']} torch threads, "
                         f"load average {report['load_average_before']:.2f} before)")
     # padding = share of padded frame positions that are padding (t: text tokens, a: audio frames)
-    for col in ("method", "batch", "bucket", "steps", "utt/s", "pad", "pad t", "pad a", "on/off"):
-        table.add_column(col, justify="left" if col in ("method", "bucket") else "right")
+    for col in ("method", "batch", "lstm", "bucket", "steps", "utt/s", "pad", "pad t", "pad a", "on/off", "fused/packed"):
+        table.add_column(col, justify="left" if col in ("method", "lstm", "bucket") else "right")
     for r in report["methods"]:
-        for key in ("off", "on"):
-            s = r[key]
-            by = s["padding_fraction_by_modality"]
-            table.add_row(r["method"] if key == "off" else "", str(r["batch_size"]) if key == "off" else "", key,
-                          str(s["steps"]), f"{s['utterances_per_s']:.1f}", f"{s['padding_fraction']:.1%}",
-                          f"{by['t']:.1%}" if "t" in by else "-", f"{by['a']:.1%}" if "a" in by else "-",
-                          f"{r['speed_ratio_on_off']:.2f}x" if key == "on" else "")
+        by_lstm = r.get("by_lstm", {r["lstm"]: r})
+        first = True
+        for impl, res in by_lstm.items():
+            for key in ("off", "on"):
+                s = res[key]
+                by = s["padding_fraction_by_modality"]
+                vs_packed = r.get("speed_ratio_fused_packed", {}).get(key) if impl == "fused" else None
+                table.add_row(r["method"] if first else "", str(r["batch_size"]) if first else "", impl, key,
+                              str(s["steps"]), f"{s['utterances_per_s']:.2f}", f"{s['padding_fraction']:.1%}",
+                              f"{by['t']:.1%}" if "t" in by else "-", f"{by['a']:.1%}" if "a" in by else "-",
+                              f"{res['speed_ratio_on_off']:.2f}x" if key == "on" else "",
+                              f"{vs_packed:.2f}x" if vs_packed else "")
+                first = False
+        if "speed_ratio_fused_on_vs_packed_off" in r:
+            console.print(f"{r['method']}: fused LSTM + bucketing vs packed LSTM without bucketing (the earlier code): "
+                          f"[bold]{r['speed_ratio_fused_on_vs_packed_off']:.2f}x[/] utterances / s")
     console.print(table)
 
 
@@ -480,6 +514,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every method, e.g. model.hidden=16 (repeatable; for quick checks)")
+    ap.add_argument("--lstm", default="fused", choices=("fused", "packed", "both"),
+                    help="how the LSTMs skip padding: fused (merbench.rnn, the default), packed (pack_padded_sequence, "
+                         "the earlier code), or both, timed side by side")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the report here (atomically)")
     args = ap.parse_args(argv)
@@ -488,7 +525,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error("--steps and --repeats must be >= 1, --warmup >= 0, and --methods non-empty")
     report = run(methods, dataset_lengths=args.dataset_lengths, device=args.device, steps=args.steps,
                  warmup=args.warmup, repeats=args.repeats, seed=args.seed, batch_size=args.batch_size or None,
-                 max_seconds=args.max_seconds or None, threads=args.threads, overrides=args.overrides)
+                 max_seconds=args.max_seconds or None, threads=args.threads, overrides=args.overrides,
+                 lstms=LSTM_IMPLS if args.lstm == "both" else (args.lstm,))
     report["command"] = "python -m merbench.perf.training_throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     print_report(report)
     if args.json:
