@@ -1,7 +1,7 @@
 """Feature extraction speed on a small synthetic corpus (a script, not a test).
 
     python benchmarks/perf/extraction_speed.py [--dialogues 30] [--device cuda] [--repeats 2] [--chunks 8]
-                                               [--skip-compare]
+                                               [--skip-compare] [--no-base-size]
 
 In one run, on the same generated corpus:
 
@@ -13,9 +13,12 @@ In one run, on the same generated corpus:
    the side that goes first swapping each time), so that a burst of other work on a shared
    machine hurts both sides alike. Both sides build their openSMILE objects before the timing.
 2. audio seconds per wall second of each audio extractor through ``extract_corpus``:
-   audio-egemaps, audio-compare, audio-logmel, and audio-hf with a TINY RANDOM-WEIGHT
-   wav2vec2-style model (2 layers, hidden size 32; no real model is reachable offline, so this
-   measures the pipeline around the model, not a real wav2vec2's cost).
+   audio-egemaps, audio-compare, audio-logmel, audio-hf and audio-emotion2vec (when FunASR is
+   installed). No real model is reachable offline, so the model-based extractors run on
+   RANDOM-WEIGHT models built from a config, twice: a tiny one (the pipeline around the model)
+   and one of the real base model's size (wav2vec2-base: 12 layers of 768; emotion2vec_base:
+   7-conv encoder of 512 channels, 4 + 8 blocks of 768), whose cost is the real model's
+   (``--no-base-size`` leaves those out).
 3. utterances per second of text-minilm and text-context through ``extract_corpus``.
 
 Models are loaded before their timing starts (Smile objects, the tiny model, MiniLM).
@@ -46,6 +49,53 @@ def _tiny_speech_model(folder: Path) -> Path:
     return folder
 
 
+def _base_speech_model(folder: Path) -> Path:
+    """Random weights in the architecture of facebook/wav2vec2-base (transformers' default config)."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=False).save_pretrained(folder)
+    return folder
+
+
+def _emotion2vec_model(folder: Path, base: bool) -> Path:
+    """A random-weight emotion2vec in FunASR's folder layout (config.yaml + model.pt). ``base``:
+    the size of emotion2vec_base (conv encoder 7 x 512 channels, total stride 320, 5 grouped
+    positional convs, 4 prenet + 8 main blocks of 768 with 12 heads, 10 extra tokens); else tiny."""
+    import torch
+    import yaml
+    import funasr.models.emotion2vec.model  # noqa: F401  (registers the class)
+    from funasr.register import tables
+
+    ch, width, heads, main, pre, extra, pos_groups, pos_depth = \
+        (512, 768, 12, 8, 4, 10, 16, 5) if base else (16, 32, 2, 2, 1, 4, 4, 1)
+    audio = {"type": "AUDIO", "prenet_depth": pre, "prenet_layerdrop": 0.0, "prenet_dropout": 0.0,
+             "start_drop_path_rate": 0.0, "end_drop_path_rate": 0.0, "num_extra_tokens": extra,
+             "init_extra_token_zero": True, "mask_noise_std": 0.01, "mask_prob_min": None, "inverse_mask": False,
+             "mask_prob": 0.5, "mask_prob_adjust": 0.0, "keep_masked_pct": 0.0, "mask_length": 5, "add_masks": False,
+             "remove_masks": False, "mask_dropout": 0.0, "encoder_zero_mask": True, "mask_channel_prob": 0.0,
+             "mask_channel_length": 64, "ema_local_encoder": False, "local_grad_mult": 1.0, "use_alibi_encoder": True,
+             "alibi_scale": 1.0, "learned_alibi": False, "alibi_max_pos": None, "learned_alibi_scale": True,
+             "learned_alibi_scale_per_head": True, "learned_alibi_scale_per_layer": False, "num_alibi_heads": heads,
+             "model_depth": main, "decoder": None, "extractor_mode": "layer_norm",
+             "feature_encoder_spec": f"[({ch}, 10, 5)] + [({ch}, 3, 2)] * 4 + [({ch}, 2, 2)] * 2",
+             "conv_pos_width": 95, "conv_pos_groups": pos_groups, "conv_pos_depth": pos_depth, "conv_pos_pre_ln": False}
+    conf = {"depth": main, "embed_dim": width, "num_heads": heads, "mlp_ratio": 4.0, "norm_eps": 1e-5,
+            "norm_affine": True, "encoder_dropout": 0.0, "post_mlp_drop": 0.0, "attention_dropout": 0.0,
+            "activation_dropout": 0.0, "dropout_input": 0.0, "layerdrop": 0.0, "start_drop_path_rate": 0.0,
+            "end_drop_path_rate": 0.0, "layer_norm_first": False, "average_top_k_layers": main,
+            "end_of_block_targets": False, "clone_batch": 1, "loss_beta": 0.0, "loss_scale": None,
+            "normalize": True, "modalities": {"audio": audio}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"model": "Emotion2vec", "model_conf": conf}))
+    torch.manual_seed(0)
+    torch.save(tables.model_classes["Emotion2vec"](model_conf=conf).state_dict(), folder / "model.pt")
+    return folder
+
+
 def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -63,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="passes over the corpus for the eGeMAPS comparison")
     ap.add_argument("--chunks", type=int, default=8, help="interleaved chunks per pass of the eGeMAPS comparison")
     ap.add_argument("--skip-compare", action="store_true", help="leave out audio-compare (6373 functionals, the slowest)")
+    ap.add_argument("--no-base-size", action="store_true",
+                    help="time only the tiny random models, not the base-size ones (wav2vec2-base, emotion2vec_base)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -135,12 +187,26 @@ def main(argv: list[str] | None = None) -> int:
         audio += [("audio-logmel (64 bins)", LogMelExtractor),
                   ("audio-hf (TINY RANDOM wav2vec2-style, 2x32, layer mean)",
                    lambda: HFSpeechExtractor(_tiny_speech_model(tmp / "tiny-w2v2"), layer="mean", device=args.device))]
+        if not args.no_base_size:
+            audio.append(("audio-hf (RANDOM, wav2vec2-base size, last layer)",
+                          lambda: HFSpeechExtractor(_base_speech_model(tmp / "base-w2v2"), device=args.device)))
+        try:
+            import funasr  # noqa: F401
+            from merbench.features.emotion2vec import Emotion2VecExtractor
+
+            for base in (False,) if args.no_base_size else (False, True):
+                audio.append((f"audio-emotion2vec (RANDOM, {'emotion2vec_base size' if base else 'TINY 2x32'}, FunASR)",
+                              lambda base=base: Emotion2VecExtractor(
+                                  str(_emotion2vec_model(tmp / f"e2v-{'base' if base else 'tiny'}", base)),
+                                  device=args.device)))
+        except ImportError:
+            print("  (audio-emotion2vec left out: FunASR is not installed; pip install -e '.[emotion2vec]')")
         print("audio extractors through extract_corpus (fresh cache):")
-        for label, make in audio:
+        for k, (label, make) in enumerate(audio):
             ex = make()
             if hasattr(ex, "model"):
                 ex.model()
-            dt = _timed(lambda: extract_corpus(corpus, ex, cache=tmp / f"cache-{ex.name}"))
+            dt = _timed(lambda: extract_corpus(corpus, ex, cache=tmp / f"cache-{k}-{ex.name}"))
             print(f"  {label:56s} {dt:7.2f} s  {seconds / dt:8.1f} audio s / s")
 
         # 3. Text extractors: utterances per second (model loading excluded: loaded before timing).
