@@ -396,10 +396,19 @@ def test_text_context_features_readouts_and_cache(tiny_mlm, tmp_path):
 
     utts = _dialogue()
     ex = TextContextExtractor()
+    assert ex.readout == "utterance"  # MiniLM: the mean of the utterance's own tokens, read in context
     items = ex.extract(utts)
-    for it in items:
+    tok, _ = ex.model()
+    for u, it, (prompt, (a, b)) in zip(utts, items, TextContextExtractor().prompts_and_spans(utts)):
         assert it.pooled.shape == (384,) and it.frames.shape[1] == 384
         assert it.pooled.dtype == it.frames.dtype == np.float32
+        assert prompt[a:b] == u.text
+        enc = tok(prompt, return_offsets_mapping=True, truncation=True, max_length=256)
+        own = [k for k, (x, y) in enumerate(enc["offset_mapping"]) if y > x and x < b and y > a]
+        assert tok.decode([enc["input_ids"][k] for k in own]) == u.text  # exactly the utterance's tokens
+        np.testing.assert_allclose(it.pooled, it.frames[own].mean(0), atol=1e-5)
+    last = TextContextExtractor(readout="last").extract(utts)
+    for it in last:
         np.testing.assert_allclose(it.pooled, it.frames[-1], atol=1e-5)  # the last real token ([SEP])
     assert items[3].frames.shape[0] > items[0].frames.shape[0]
     # Labels play no part; a later turn's text does not change an earlier turn's features.

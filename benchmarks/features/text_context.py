@@ -15,8 +15,11 @@ Outputs: pooled = the hidden state at the read-out position, frames = all token 
 (padding removed). Read-out ``"mask"`` takes the ``<mask>`` token's state, which is the
 paper's choice with a masked-LM encoder such as ``roberta-large``. The offline default is
 all-MiniLM-L6-v2, which is not a masked LM (its ``[MASK]`` state was never trained to be
-predictive), so its default read-out is ``"last"``: the state of the last real (non-padding)
-token, the ``[SEP]`` that closes the prompt.
+predictive) but a sentence encoder trained with mean pooling, so its default read-out is
+``"utterance"``: the mean of the states of the utterance's own tokens, read inside the prompt
+(so they have attended to the earlier turns and to the prompt). ``"last"`` takes the state of
+the last real token, the ``[SEP]`` that closes the prompt; with MiniLM it gave a much lower
+validation score (see the LipSync graph ERC README).
 
 Context comes from the utterances this extractor has been given so far: the feature store
 hands a corpus over in dialogue order (dialogue, then turn) in consecutive batches, so the
@@ -38,20 +41,29 @@ from ..interfaces import ExtractedItem, FeatureExtractor
 from .speech_hf import hidden_size, resolve_device
 from .text import MINILM_NAME, _cached, _offline, minilm_path
 
-READOUTS = ("mask", "last")
+READOUTS = ("mask", "last", "utterance")
 
 
 def build_prompt(history: Sequence[tuple[str, str]], speaker: str, text: str, sep: str, mask: str) -> str:
     """The prompt for one utterance: ``history`` = (speaker, text) of the earlier turns, oldest first."""
-    turns = [f"{s}: {t}".strip() for s, t in (*history, (speaker, text))]
-    return f" {sep} ".join(turns) + f" {sep} Now {speaker} feels {mask}"
+    return prompt_and_span(history, speaker, text, sep, mask)[0]
+
+
+def prompt_and_span(history: Sequence[tuple[str, str]], speaker: str, text: str, sep: str, mask: str
+                    ) -> tuple[str, tuple[int, int]]:
+    """:func:`build_prompt` and the character span of the utterance's own text in it."""
+    turns = [f"{s}: {t}".strip() for s, t in history]
+    current = f"{speaker}: {text}".strip()
+    head = f" {sep} ".join(turns) + (f" {sep} " if turns else "")
+    start = len(head) + current.rfind(text) if text else len(head) + len(current)
+    return head + current + f" {sep} Now {speaker} feels {mask}", (start, start + len(text))
 
 
 class TextContextExtractor(FeatureExtractor):
     """A text encoder over ``previous turns + utterance + "Now <speaker> feels <mask>"``."""
 
     name = "text-context"
-    version = "1"
+    version = "2"  # 2: MiniLM's default read-out is "utterance" (was "last")
     modality = "t"
     levels = ("pooled", "frames")
     batch_size = 256
@@ -59,10 +71,11 @@ class TextContextExtractor(FeatureExtractor):
     def __init__(self, model_name: str | os.PathLike | None = None, readout: str | None = None,
                  max_turns: int = 12, max_length: int = 256, device: str = "cpu", model_batch: int = 32):
         self.model_name = str(model_name) if model_name else None  # None: the offline MiniLM
-        self.readout = readout or ("last" if self.model_name is None else "mask")
+        self.readout = readout or ("utterance" if self.model_name is None else "mask")
         if self.readout not in READOUTS:
             raise ConfigError(f"text-context: readout must be one of {READOUTS}, not {readout!r}",
-                              fix="readout: mask (masked-LM encoders such as roberta-large) or readout: last")
+                              fix="readout: mask (masked-LM encoders such as roberta-large), utterance (mean of the "
+                                  "utterance's tokens in context) or last")
         self.max_turns = int(max_turns)  # earlier turns kept at most (the tokenizer may cut more)
         self.max_length = int(max_length)
         self.device = device
@@ -111,11 +124,14 @@ class TextContextExtractor(FeatureExtractor):
         return [turns[t] for t in earlier[-self.max_turns:]] if self.max_turns > 0 else []
 
     def prompts(self, utterances: Sequence[Utterance]) -> list[str]:
+        return [p for p, _ in self.prompts_and_spans(utterances)]
+
+    def prompts_and_spans(self, utterances: Sequence[Utterance]) -> list[tuple[str, tuple[int, int]]]:
         tok, _ = self.model()
         sep = tok.sep_token or tok.eos_token or "</s>"
         mask = tok.mask_token or "<mask>"
         self.prime(utterances)
-        return [build_prompt(self.history(u), str(u.speaker or ""), (u.text or "").strip(), sep, mask)
+        return [prompt_and_span(self.history(u), str(u.speaker or ""), (u.text or "").strip(), sep, mask)
                 for u in utterances]
 
     # -- encoding -----------------------------------------------------------------------------
@@ -124,19 +140,31 @@ class TextContextExtractor(FeatureExtractor):
         import torch
 
         tok, mod = self.model()
-        prompts = self.prompts(utterances)
+        prompts, spans = zip(*self.prompts_and_spans(utterances)) if utterances else ((), ())
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         out: list[ExtractedItem | None] = [None] * len(prompts)
+        offsets_needed = self.readout == "utterance"
         for k in range(0, len(order), self.model_batch):
             rows = order[k:k + self.model_batch]
             enc = tok([prompts[i] for i in rows], padding=True, truncation=True, max_length=self.max_length,
-                      return_tensors="pt").to(self.device)
+                      return_tensors="pt", return_offsets_mapping=offsets_needed)
+            offsets = enc.pop("offset_mapping").numpy() if offsets_needed else None
+            enc = enc.to(self.device)
             with torch.inference_mode():
                 hidden = mod(**enc).last_hidden_state.float().cpu().numpy()
             mask = enc["attention_mask"].bool().cpu().numpy()
             ids = enc["input_ids"].cpu().numpy()
             for j, i in enumerate(rows):
                 real = np.flatnonzero(mask[j])
+                if offsets is not None:
+                    a, b = spans[i]
+                    o = offsets[j]
+                    # tokens overlapping the utterance's characters (special tokens have empty spans)
+                    own = np.flatnonzero(mask[j] & (o[:, 1] > o[:, 0]) & (o[:, 0] < b) & (o[:, 1] > a))
+                    vec = hidden[j, own].mean(0) if len(own) else hidden[j, int(real[-1])]  # empty text: last token
+                    out[i] = ExtractedItem(pooled=vec.astype(np.float32),
+                                           frames=np.ascontiguousarray(hidden[j][mask[j]], dtype=np.float32))
+                    continue
                 if self.readout == "mask":
                     where = np.flatnonzero(ids[j] == tok.mask_token_id) if tok.mask_token_id is not None else []
                     if len(where) == 0:
