@@ -181,6 +181,14 @@ def test_features_extract_options_reach_the_extractor(env, capsys, tmp_path):
     assert rc == 2 and "no option 'layr'" in err and "layer" in err and "Traceback" not in err
     rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "audio-hf", "--option", "layer")
     assert rc == 2 and "not key=value" in err
+    # Every other model-based extractor through the same command, on tiny random-weight models.
+    from test_features_more import build_tiny_mlm, build_tiny_vit
+
+    bert, vit = build_tiny_mlm(tmp_path / "bert", max_positions=256), build_tiny_vit(tmp_path / "vit")
+    for ex, opts in (("text-hf", [f"model_name={bert}"]), ("text-context", [f"model_name={bert}"]),
+                     ("video-hf", [f"model_name={vit}", "max_frames=3"])):
+        rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", ex, *[x for o in opts for x in ("-o", o)])
+        assert rc == 0, (ex, err)
     try:
         import funasr  # noqa: F401
     except ImportError:

@@ -64,11 +64,9 @@ def speech_models(tmp_path_factory):
     return {k: _speech_model(root, k) for k in ("wav2vec2", "hubert", "wavlm")}
 
 
-@pytest.fixture(scope="module")
-def tiny_vit(tmp_path_factory):
+def build_tiny_vit(d: Path) -> Path:
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
-    d = tmp_path_factory.mktemp("tiny_vit")
     torch.manual_seed(0)
     ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
                        intermediate_size=30), add_pooling_layer=False).save_pretrained(d)
@@ -76,19 +74,29 @@ def tiny_vit(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="module")
-def tiny_mlm(tmp_path_factory):
-    """A tiny BERT with a [MASK] token, for the mask read-out of text-context."""
+def build_tiny_mlm(d: Path, max_positions: int = 64) -> Path:
+    """A tiny BERT with a [MASK] token and a word-piece vocabulary of a few words."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    d = tmp_path_factory.mktemp("tiny_mlm")
+    d.mkdir(parents=True, exist_ok=True)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "now", "feels", ":", "a", "b", "hi", "i", "am", "sad", "ok"]
     (d / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(d)
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=20, max_position_embeddings=64)).save_pretrained(d)
+                         intermediate_size=20, max_position_embeddings=max_positions)).save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory):
+    return build_tiny_vit(tmp_path_factory.mktemp("tiny_vit"))
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory):
+    """A tiny BERT with a [MASK] token, for the mask read-out of text-context."""
+    return build_tiny_mlm(tmp_path_factory.mktemp("tiny_mlm"))
 
 
 # -- registry and sizes ----------------------------------------------------------------------------
