@@ -68,18 +68,29 @@ def test_default_suite_expands_to_the_agreed_runs(tmp_path):
         for method in ("majority", "mlp"):
             assert got[(proto, method)] == {("t", s) for s in seeds}
     assert got[("synthetic-4", "text_transformer")] == {("t", s) for s in seeds}
-    # The paper methods' CPU-budget variants, on their papers' protocols.
-    variant = {(j.request.protocol, j.request.method): j.request.variant for j in plan.jobs}
-    for key, mods, name in ((("synthetic-4", "miust"), "ta", "cpu"), (("meld-7", "miust"), "t", "cpu"),
-                            (("iemocap-4-loso", "miust"), "t", "cpu"),
-                            (("synthetic-4", "multifocus_blstm"), "ta", "cpu"),
-                            (("iemocap-4-loso", "multifocus_blstm"), "t", "cpu"),
-                            (("iemocap-4-random8020", "multifocus_blstm"), "t", "cpu"),
-                            (("synthetic-4", "cross_modal_attention"), "tav", "frozen_text"),
-                            (("meld-7", "cross_modal_attention"), "t", "frozen_text"),
-                            (("meld-oversampled-leaky", "cross_modal_attention"), "t", "frozen_text")):
-        assert got[key] == {(mods, s) for s in seeds} and variant[key] == name
-    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3 + 9 * 3
+    # The paper methods (CPU-budget variants where named), on their papers' protocols.
+    by_variant = {}
+    for j in plan.jobs:
+        r = j.request
+        by_variant.setdefault((r.protocol, r.method, r.variant), set()).add((r.modalities.replace(",", ""), r.seeds[0]))
+    paper = [("synthetic-4", "miust", "cpu", "ta"), ("meld-7", "miust", "cpu", "t"),
+             ("iemocap-4-loso", "miust", "cpu", "t"),
+             ("synthetic-4", "multifocus_blstm", "cpu", "ta"), ("iemocap-4-loso", "multifocus_blstm", "cpu", "t"),
+             ("iemocap-4-random8020", "multifocus_blstm", "cpu", "t"),
+             ("synthetic-4", "cross_modal_attention", "frozen_text", "tav"),
+             ("meld-7", "cross_modal_attention", "frozen_text", "t"),
+             ("meld-oversampled-leaky", "cross_modal_attention", "frozen_text", "t"),
+             ("iemocap-6", "cross_modal_attention", "frozen_text", "t"),
+             ("meld-7", "text_transformer", "default", "t"), ("iemocap-6", "text_transformer", "default", "t"),
+             ("synthetic-4", "lipsync_graph_erc", "no_graph", "tav"),
+             ("synthetic-4", "lipsync_graph_erc", "no_distillation", "tav"),
+             ("synthetic-4", "lipsync_graph_erc", "random_face", "tav"),
+             ("meld-7", "lipsync_graph_erc", "default", "t"), ("iemocap-6", "lipsync_graph_erc", "default", "t")]
+    for proto, method, name, mods in paper:
+        assert by_variant[(proto, method, name)] == {(mods, s) for s in seeds}, (proto, method, name)
+    assert by_variant[("synthetic-4", "lipsync_graph_erc", "default")] == {(m, s) for m in ("t", "ta", "tav")
+                                                                            for s in seeds}
+    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3 + 3 * len(paper) + 9
     assert len({j.result_path for j in plan.jobs}) == len(plan.jobs)
 
 
