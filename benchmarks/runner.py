@@ -10,11 +10,13 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
 import re
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -174,6 +176,25 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
     return tables, names, n_bad, settings
 
 
+def _cache_keys(feature_settings: dict[str, dict]) -> dict[str, str]:
+    return {m: s["cache_key"] for m, s in sorted(feature_settings.items())}
+
+
+def features_key(feature_settings: dict[str, dict]) -> str:
+    """Short hash of the feature caches a run reads (extractor, version and settings are in each key)."""
+    blob = json.dumps(_cache_keys(feature_settings), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def _result_feature_keys(path: Path) -> dict[str, str] | None:
+    """The feature cache keys an existing result was made from; None when it does not say (older files)."""
+    try:
+        fs = json.loads(path.read_text()).get("feature_settings") or {}
+        return _cache_keys(fs) if fs else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def feature_dims(requests: dict) -> dict[str, int]:
     """modality -> input size of each requested feature, without extracting anything."""
     return {m: make_extractor(r).output_dim(r.level) for m, r in requests.items()}
@@ -257,6 +278,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     seeds = req.seeds if req.seeds is not None else list(range(protocol.default_seeds))
     chash = config_hash(config)
     mkey = modality_key(mods)
+    fkey = features_key(feature_settings)
     written = []
     for seed in seeds:
         t0 = time.time()
@@ -269,14 +291,24 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
                          test=Metrics(accuracy=0, ua=0, weighted_f1=0, macro_f1=0))
         out = result_path(req.results_dir, stub)
         if out.exists() and not req.force:
-            reporter.stage(f"seed {seed}: result exists, skipped ({out})")
+            made_with = _result_feature_keys(out)
+            if made_with is not None and made_with != _cache_keys(feature_settings):
+                # Same config, other features (e.g. a new extractor version): not the run asked for.
+                reporter.warn(f"seed {seed}: {out} was made from other features ({made_with}, now "
+                              f"{_cache_keys(feature_settings)}); kept as is. Re-run with --force to replace it.")
+            else:
+                reporter.stage(f"seed {seed}: result exists, skipped ({out})")
             written.append(out)
             continue
         fold_results, all_probs, gold_all, pred_rows, params = [], [], [], [], None
         for k, fold in enumerate(splits.folds):
             label = f"seed {seed}" + (f" fold {k + 1}/{len(splits.folds)}" if len(splits.folds) > 1 else "")
+            # Keyed by split manifest and features too: a finished fold or checkpoint is reused only
+            # by the same config, seed, splits and feature caches.
             workdir = (home() / "runs" / adapter_cls.name / protocol.name / method_cls.name / stub.run_key()
-                       / f"{splits.manifest_hash[:12]}-{_safe(fold.name)}")
+                       / f"{splits.manifest_hash[:12]}-{fkey}-{_safe(fold.name)}")
+            if req.force and k == 0 and workdir.parent.exists():
+                shutil.rmtree(workdir.parent)  # --force re-trains: no finished fold or checkpoint is reused
             fr, probs, params = run_fold(method_cls, config, mods, seed, req.device, workdir, fold, corpus, tables,
                                          splits, reporter, label)
             fold_results.append(fr)

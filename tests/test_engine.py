@@ -95,3 +95,40 @@ def test_resident_features_give_the_same_result(merbench_home, tmp_path):
     resident = read_result(run(RunRequest(**req, seeds=[0], results_dir=tmp_path / "b"))[0])
     assert resident.config["train"]["resident_features"] is True
     assert resident.test == base.test and resident.folds[0].history == base.folds[0].history
+
+
+def test_finished_folds_are_reused_only_for_the_same_features_and_not_under_force(merbench_home, tmp_path,
+                                                                                  monkeypatch):
+    class Stages(Reporter):
+        def __init__(self):
+            self.stages, self.warnings, self.epochs = [], [], 0
+
+        def stage(self, message):
+            self.stages.append(message)
+
+        def warn(self, message):
+            self.warnings.append(message)
+
+        def epoch(self, label, epoch, total, row):
+            self.epochs += 1
+
+    first = Stages()
+    out = run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"), first)[0]
+    assert first.epochs == 6
+    # Same request into a new results folder: the finished fold is reused, nothing is trained.
+    again = Stages()
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b"), again)
+    assert again.epochs == 0 and any("reusing finished fold" in s for s in again.stages)
+    # --force trains again instead of re-emitting the finished fold.
+    forced = Stages()
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b", force=True), forced)
+    assert forced.epochs == 6 and not any("reusing" in s for s in forced.stages)
+    # A new extractor version gives other features: the old fold must not stand in for them, and an
+    # existing result made from the old features is named as such rather than silently kept.
+    monkeypatch.setattr(toy.ToyBagOfWords, "version", str(toy.ToyBagOfWords.version) + "-next")
+    newer = Stages()
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "c"), newer)
+    assert newer.epochs == 6 and not any("reusing" in s for s in newer.stages)
+    stale = Stages()
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"), stale)
+    assert stale.epochs == 0 and any("other features" in w and str(out) in w for w in stale.warnings)
