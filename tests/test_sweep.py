@@ -74,9 +74,10 @@ def test_default_suite_expands_to_the_agreed_runs(tmp_path):
         r = j.request
         by_variant.setdefault((r.protocol, r.method, r.variant), set()).add((r.modalities.replace(",", ""), r.seeds[0]))
     paper = [("synthetic-4", "miust", "cpu", "ta"), ("meld-7", "miust", "cpu", "t"),
-             ("iemocap-4-loso", "miust", "cpu", "t"),
+             ("iemocap-4-loso", "miust", "cpu", "t"), ("iemocap-6", "miust", "cpu", "t"),
              ("synthetic-4", "multifocus_blstm", "cpu", "ta"), ("iemocap-4-loso", "multifocus_blstm", "cpu", "t"),
-             ("iemocap-4-random8020", "multifocus_blstm", "cpu", "t"),
+             ("iemocap-4-random8020", "multifocus_blstm", "cpu", "t"), ("meld-7", "multifocus_blstm", "cpu", "t"),
+             ("iemocap-6", "multifocus_blstm", "cpu", "t"),
              ("synthetic-4", "cross_modal_attention", "frozen_text", "tav"),
              ("meld-7", "cross_modal_attention", "frozen_text", "t"),
              ("meld-oversampled-leaky", "cross_modal_attention", "frozen_text", "t"),
