@@ -113,6 +113,9 @@ class LeaderboardSection:
     manifest_conflict: bool = False
     other_manifests: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Numbers a method's paper reports for this protocol that no row matches (other modalities or
+    # variant, e.g. a t,a,v number where only text runs exist): (method name, ReportedResult).
+    unmatched_reported: tuple[tuple[str, Any], ...] = ()
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -128,6 +131,22 @@ class Leaderboard:
 
 
 # -- paper numbers ---------------------------------------------------------------
+def unmatched_reported(rows: Iterable[LeaderboardRow], dataset: str, protocol: str,
+                       papers: "_PaperCache") -> tuple[tuple[str, Any], ...]:
+    """Reported numbers of the section's methods, for this protocol, that sit beside no row."""
+    rows = list(rows)
+    shown = {id(r) for row in rows if row.paper is not None for r in row.paper.all}
+    out = []
+    for name in sorted({row.method for row in rows}):
+        cls, _ = papers.method(name)
+        meta = getattr(cls, "metadata", None)
+        for r in tuple(getattr(meta, "reported", ()) or ()):
+            if (getattr(r, "dataset", None) == dataset and getattr(r, "protocol", None) == protocol
+                    and id(r) not in shown):
+                out.append((name, r))
+    return tuple(out)
+
+
 
 
 def _default_lookup(name: str):
@@ -306,6 +325,7 @@ def aggregate_results(results: Iterable[tuple[Path, RunResult]], root: Path | No
             manifest_conflict=bool(others),
             other_manifests=others,
             warnings=tuple(warnings),
+            unmatched_reported=unmatched_reported(rows, ds, proto, papers),
         ))
     return Leaderboard(tuple(sections), n_results)
 

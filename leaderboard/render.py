@@ -157,6 +157,16 @@ def _section_lines(section: LeaderboardSection, notes: _Footnotes,
     if extra:
         lines += ["Notes:", ""] + [f"- {_cell(x)}" for x in extra] + [""]
 
+    if section.unmatched_reported:
+        # The paper's number stays beside ours even when we could not run its setting here.
+        lines += ["Reported by the papers of methods above, for a setting with no run here (other modalities "
+                  "or variant), so not beside any row:", ""]
+        body = [[name, getattr(r, "variant", "default") or "default", r.modalities, metric_label(r.metric),
+                 f"{r.value:.2f}", r.source or "source not given", r.note or DASH]
+                for name, r in section.unmatched_reported]
+        lines += _table(["method", "variant", "modalities", "metric", "reported", "source", "note"],
+                        ["l", "l", "l", "l", "r", "l", "l"], body) + [""]
+
     # Published numbers go last and in their own table, so they are never read as our runs.
     published = render_references(section.dataset, section.protocol, references)
     if published:
@@ -176,7 +186,8 @@ def _preamble() -> list[str]:
         "test labels were never seen during training or selection.",
         "- One section per dataset and protocol; rows are sorted by the protocol's headline metric, best first.",
         "- `paper` is the number the method's paper reports for the headline metric under the same protocol and "
-        "modalities (source in the footnote), or — when it reports none.",
+        "modalities (source in the footnote), or — when it reports none; numbers a paper reports for a setting "
+        "with no run here (other modalities or variant) are listed under the section's tables.",
         "- Metrics: " + "; ".join(metric_lines) + ".",
         f"- Modalities: {mods}.",
         "",

@@ -115,7 +115,14 @@ def test_means_stds_sort_and_paper(tmp_path):
     assert re.fullmatch(r"73\.40\[\^\d+\]", beta[-1])
     note = re.search(r"\[\^(\d+)\]", beta[-1]).group(1)
     assert re.search(rf"^\[\^{note}\]: .*Table 2 of the paper", md, re.M)
-    assert "61.23" not in md and "11.17" not in md  # other modalities / dataset not matched
+    assert "11.17" not in md  # another dataset's number is nowhere in this section
+    # The text-only number matches no row (beta ran t,a,v only): not in the paper column, but listed
+    # under the section as reported for a setting without a run, so the paper's number is not lost.
+    assert "61.23" not in beta[-1]
+    (unmatched,) = table_rows(md, "Reported by the papers of methods above")
+    assert unmatched[:5] == ["beta", "default", "t", "W-F1", "61.23"] and unmatched[5] == "Table 3 (text only)"
+    section = aggregate(tmp_path, method_lookup=lookup).sections[0]
+    assert [(m, r.value) for m, r in section.unmatched_reported] == [("beta", 61.23)]
     assert alpha[-1] == "—"
     assert "no paper number for `alpha`: method not registered" in md
 
