@@ -163,7 +163,8 @@ def run(method: str = typer.Argument(..., help="method name (bench list methods)
         device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
         root: Optional[Path] = typer.Option(None, "--root", help="corpus folder (default: the dataset's)"),
         on_bad_media: str = typer.Option("error", "--on-bad-media", help="error, or zero: unreadable media -> zero features"),
-        force: bool = typer.Option(False, "--force", help="re-run seeds whose result exists")):
+        force: bool = typer.Option(False, "--force", help="retrain seeds from scratch (no checkpoint or "
+                                                          "finished fold reused) and replace their results")):
     """Train and evaluate METHOD on DATASET under a named protocol; write result files."""
     from .results import read_result
     from .runner import RunRequest, run as run_request

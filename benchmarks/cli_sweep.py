@@ -93,7 +93,7 @@ def sweep(suite: Optional[Path] = typer.Argument(None, help="suite YAML file, or
           address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)"),
           results_dir: Path = typer.Option(Path("results"), "--results-dir", help="where result files go"),
           dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and what exists; run nothing"),
-          force: bool = typer.Option(False, "--force", help="re-run runs whose result exists"),
+          force: bool = typer.Option(False, "--force", help="retrain runs from scratch and replace their results"),
           threads: Optional[int] = typer.Option(None, "--threads",
                                                 help="local: torch threads per worker (default: cores / workers)"),
           cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="Ray: CPUs requested per run"),
