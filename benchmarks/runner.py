@@ -171,7 +171,7 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
             n_bad += len(bad)
         tables[m] = load_table(entry, frames=req.level == "frames")
         names[m] = f"{req.label()}@v{extractor.version}"
-        settings[m] = {"cache_key": Path(entry).name,
+        settings[m] = {"cache_key": Path(entry).name, "corpus": Path(entry).parent.parent.name,
                        "settings": json.loads(json.dumps(extractor.settings(), sort_keys=True, default=str))}
     return tables, names, n_bad, settings
 
@@ -181,8 +181,10 @@ def _cache_keys(feature_settings: dict[str, dict]) -> dict[str, str]:
 
 
 def features_key(feature_settings: dict[str, dict]) -> str:
-    """Short hash of the feature caches a run reads (extractor, version and settings are in each key)."""
-    blob = json.dumps(_cache_keys(feature_settings), sort_keys=True).encode()
+    """Short hash of the feature caches a run reads: extractor version and settings (the cache key)
+    and the corpus content they were extracted from (name and fingerprint)."""
+    blob = json.dumps({m: [s["cache_key"], s.get("corpus", "")] for m, s in sorted(feature_settings.items())},
+                      sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -125,10 +126,26 @@ def test_finished_folds_are_reused_only_for_the_same_features_and_not_under_forc
     assert forced.epochs == 6 and not any("reusing" in s for s in forced.stages)
     # A new extractor version gives other features: the old fold must not stand in for them, and an
     # existing result made from the old features is named as such rather than silently kept.
-    monkeypatch.setattr(toy.ToyBagOfWords, "version", str(toy.ToyBagOfWords.version) + "-next")
+    version = toy.ToyBagOfWords.version
+    monkeypatch.setattr(toy.ToyBagOfWords, "version", str(version) + "-next")
     newer = Stages()
     run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "c"), newer)
     assert newer.epochs == 6 and not any("reusing" in s for s in newer.stages)
     stale = Stages()
     run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"), stale)
     assert stale.epochs == 0 and any("other features" in w and str(out) in w for w in stale.warnings)
+
+    # Same ids and labels (so the same split manifest) but an edited text: other features again.
+    monkeypatch.setattr(toy.ToyBagOfWords, "version", version)
+    original_load = toy.ToyDataset.load
+
+    def edited_load(self):
+        corpus = original_load(self)
+        corpus.utterances[0] = dataclasses.replace(corpus.utterances[0], text="i am edited today")
+        return corpus
+
+    monkeypatch.setattr(toy.ToyDataset, "load", edited_load)
+    edited = Stages()
+    got = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "d"), edited)[0])
+    assert edited.epochs == 6 and not any("reusing" in s for s in edited.stages)
+    assert got.manifest_hash == read_result(out).manifest_hash
