@@ -48,6 +48,10 @@ class MethodMetadata:
     bibtex: str = ""
     reported: tuple[ReportedResult, ...] = ()
     description: str = ""
+    # Variants that run the paper's model on a smaller budget (fewer epochs, shorter sequences) ->
+    # the variant whose reported numbers they stand beside, as pairs: (("cpu", "default"),). The
+    # leaderboard shows the paper's number beside such a row and says it is the budget variant.
+    budget_variants: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

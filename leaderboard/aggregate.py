@@ -164,13 +164,16 @@ def reported_for(method_cls: Any, dataset: str, protocol: str, modalities: str,
     """Match a method's ``metadata.reported`` against one section and modality set."""
     meta = getattr(method_cls, "metadata", None)
     reported = tuple(getattr(meta, "reported", ()) or ())
+    budget = dict(getattr(meta, "budget_variants", ()) or ())
+    paper_variant = budget.get(variant or "default", variant or "default")
     matches = tuple(
         r for r in reported
         if getattr(r, "dataset", None) == dataset and getattr(r, "protocol", None) == protocol
         # An empty modality key on a reported number means "whatever the paper used".
         and (not getattr(r, "modalities", "") or _same_modalities(r.modalities, modalities))
-        # A number for one variant (e.g. B-MM) belongs only beside that variant's row.
-        and (getattr(r, "variant", "default") or "default") == (variant or "default")
+        # A number for one variant (e.g. B-MM) belongs only beside that variant's row, or beside a
+        # budget variant that runs the same model (metadata.budget_variants).
+        and (getattr(r, "variant", "default") or "default") == paper_variant
     )
     if not matches:
         return None

@@ -98,10 +98,18 @@ def _paper_cell(row: LeaderboardRow, notes: _Footnotes) -> str:
             text += f" ({h.note})"
         if also:
             text += f"; the paper also reports {also}"
-        return f"{h.value:.2f}{notes.ref(text)}"
+        return f"{h.value:.2f}{notes.ref(text + _budget_note(row, h))}"
     text = (f"{row.method}: the paper reports no {metric_label(row.headline_metric)} for this protocol, "
             f"only {also}")
-    return f"{DASH}{notes.ref(text)}"
+    return f"{DASH}{notes.ref(text + _budget_note(row, p.all[0]))}"
+
+
+def _budget_note(row: LeaderboardRow, reported) -> str:
+    paper_variant = getattr(reported, "variant", "default") or "default"
+    if paper_variant == (row.variant or "default"):
+        return ""
+    return (f"; our row is `{row.variant}`, a smaller training budget of the paper's model "
+            f"(`{paper_variant}`), so it is not a full reproduction")
 
 
 def _section_lines(section: LeaderboardSection, notes: _Footnotes,

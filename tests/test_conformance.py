@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fakes import LABELS, fake_split
-from merbench.config import method_config
+from merbench.config import method_config, variants
 from merbench.registry import METHODS, get_method, load_builtins
 from merbench.trainer import TorchMethod
 
@@ -107,3 +107,7 @@ def test_metadata_is_complete(name):
         cls.feature_requests(cfg, subset)  # every declared subset has its extractors configured
     for r in cls.metadata.reported:
         assert 0 < r.value <= 100 and r.metric in ("accuracy", "ua", "weighted_f1", "macro_f1") and r.source
+    # A budget variant must exist, and stand in for the default or another existing variant.
+    known = set(variants(cls.config_dir)) | {"default"}
+    for budget, paper_variant in cls.metadata.budget_variants:
+        assert budget in known and paper_variant in known and budget != paper_variant, (budget, paper_variant)

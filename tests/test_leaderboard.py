@@ -284,3 +284,19 @@ def test_rich_tables(tmp_path):
         console.print(t)
     out = console.export_text()
     assert "beta" in out and "73.40" in out and "AS PUBLISHED" in out
+
+
+def test_budget_variant_row_gets_the_paper_number_with_a_note(tmp_path):
+    class Budgeted(FakeMethod):
+        metadata = MethodMetadata(title="Beta net", reported=FakeMethod.metadata.reported,
+                                  budget_variants=(("cpu", "default"),))
+
+    for seed, s in enumerate(SCORES["beta"]):
+        write_result(tmp_path, run("beta", seed, metrics(*s), variant="cpu"))
+        write_result(tmp_path, run("beta", seed, metrics(*s), variant="other", config_hash="d" * 64))
+    md = render_markdown(tmp_path, method_lookup=lambda name: Budgeted)
+    rows = {r[1]: r for r in table_rows(md, "## synthetic / synthetic-dialogue")}
+    assert re.fullmatch(r"73\.40\[\^\d+\]", rows["cpu"][-1])
+    note = re.search(r"\[\^(\d+)\]", rows["cpu"][-1]).group(1)
+    assert re.search(rf"^\[\^{note}\]: .*our row is `cpu`, a smaller training budget", md, re.M)
+    assert rows["other"][-1] == "—"  # a variant not declared as a budget of the paper's model

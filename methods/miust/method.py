@@ -33,6 +33,7 @@ class MIUSTMethod(TorchMethod):
         code_url="https://github.com/HANLM15/MIUST",
         bibtex=BIBTEX,
         reported=(),  # the repository publishes no scores
+        budget_variants=(("cpu", "default"),),  # variants/cpu.yaml: same model, capped epochs / frames
         description="Four BiLSTMs over word-level text and frame-level speech, attention pooling, "
                     "text<->speech cross-attention, CMD alignment between the branches and two "
                     "auxiliary unimodal heads. Single-modality runs train that modality's own branch "
