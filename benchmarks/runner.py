@@ -281,6 +281,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     chash = config_hash(config)
     mkey = modality_key(mods)
     fkey = features_key(feature_settings)
+    cache_keys = _cache_keys(feature_settings)
     written = []
     for seed in seeds:
         t0 = time.time()
@@ -294,10 +295,10 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         out = result_path(req.results_dir, stub)
         if out.exists() and not req.force:
             made_with = _result_feature_keys(out)
-            if made_with is not None and made_with != _cache_keys(feature_settings):
+            if made_with is not None and made_with != cache_keys:
                 # Same config, other features (e.g. a new extractor version): not the run asked for.
                 reporter.warn(f"seed {seed}: {out} was made from other features ({made_with}, now "
-                              f"{_cache_keys(feature_settings)}); kept as is. Re-run with --force to replace it.")
+                              f"{cache_keys}); kept as is. Re-run with --force to replace it.")
             else:
                 reporter.stage(f"seed {seed}: result exists, skipped ({out})")
             written.append(out)

@@ -147,8 +147,6 @@ def unmatched_reported(rows: Iterable[LeaderboardRow], dataset: str, protocol: s
     return tuple(out)
 
 
-
-
 def _default_lookup(name: str):
     from merbench.registry import get_method
 

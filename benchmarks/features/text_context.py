@@ -155,25 +155,22 @@ class TextContextExtractor(FeatureExtractor):
             mask = enc["attention_mask"].bool().cpu().numpy()
             ids = enc["input_ids"].cpu().numpy()
             for j, i in enumerate(rows):
-                real = np.flatnonzero(mask[j])
-                if offsets is not None:
+                last = hidden[j, int(np.flatnonzero(mask[j])[-1])]
+                if offsets is not None:  # readout "utterance"
                     a, b = spans[i]
                     o = offsets[j]
                     # tokens overlapping the utterance's characters (special tokens have empty spans)
                     own = np.flatnonzero(mask[j] & (o[:, 1] > o[:, 0]) & (o[:, 0] < b) & (o[:, 1] > a))
-                    vec = hidden[j, own].mean(0) if len(own) else hidden[j, int(real[-1])]  # empty text: last token
-                    out[i] = ExtractedItem(pooled=vec.astype(np.float32),
-                                           frames=np.ascontiguousarray(hidden[j][mask[j]], dtype=np.float32))
-                    continue
-                if self.readout == "mask":
+                    vec = hidden[j, own].mean(0) if len(own) else last  # empty text: last token
+                elif self.readout == "mask":
                     where = np.flatnonzero(ids[j] == tok.mask_token_id) if tok.mask_token_id is not None else []
                     if len(where) == 0:
                         raise MerbenchError(f"text-context: the prompt of utterance {utterances[i].uid} has no mask token "
                                             f"after tokenization by {self._path()!r}",
                                             fix="use readout: last with an encoder that has no mask token")
-                    pos = int(where[-1])
+                    vec = hidden[j, int(where[-1])]
                 else:
-                    pos = int(real[-1])
-                out[i] = ExtractedItem(pooled=hidden[j, pos].astype(np.float32),
+                    vec = last
+                out[i] = ExtractedItem(pooled=vec.astype(np.float32),
                                        frames=np.ascontiguousarray(hidden[j][mask[j]], dtype=np.float32))
         return out  # type: ignore[return-value]
