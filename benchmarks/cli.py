@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -74,39 +75,51 @@ def _progress() -> Progress:
 # -- list / info ------------------------------------------------------------------------
 
 
+def _emit_table(columns: list[str], rows: list[list[str]], as_json: bool) -> None:
+    """A table three ways: JSON (a list of objects), plain tab-separated text with full cells
+    when stdout is not a terminal (pipes, grep, scripts), or a rich table for a person."""
+    if as_json:
+        sys.stdout.write(json.dumps([dict(zip(columns, r)) for r in rows], indent=2) + "\n")
+    elif not console.is_terminal:
+        sys.stdout.write("".join("\t".join(r) + "\n" for r in [columns, *rows]))
+    else:
+        table = Table(show_lines=False)
+        for col in columns:
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+
+
+_JSON_OPTION = typer.Option(False, "--json", help="print JSON for programs instead of a table")
+
+
 @app.command("list")
-def list_cmd(kind: str = typer.Argument(..., help="methods, datasets, protocols or features")):
+def list_cmd(kind: str = typer.Argument(..., help="methods, datasets, protocols or features"),
+             as_json: bool = _JSON_OPTION):
     """List registered methods, datasets, protocols or feature extractors."""
     from .protocols import all_protocols
     from .registry import DATASETS, FEATURES, METHODS, load_builtins
 
     load_builtins()
     kind = kind.lower().rstrip("s") + "s"
-    table = Table(show_lines=False)
     if kind == "methods":
-        table.add_column("method"), table.add_column("modalities"), table.add_column("unit"), table.add_column("title")
-        for n in METHODS.names():
-            c = METHODS.get(n)
-            table.add_row(n, ",".join(c.modalities), c.unit, c.metadata.title)
+        columns = ["method", "modalities", "unit", "title"]
+        rows = [[n, ",".join(c.modalities), c.unit, c.metadata.title] for n, c in ((n, METHODS.get(n)) for n in METHODS.names())]
     elif kind == "datasets":
-        table.add_column("dataset"), table.add_column("modalities"), table.add_column("default protocol"), table.add_column("title")
-        for n in DATASETS.names():
-            c = DATASETS.get(n)
-            table.add_row(n, ",".join(c.modalities), c.default_protocol, c.metadata.title)
+        columns = ["dataset", "modalities", "default protocol", "title"]
+        rows = [[n, ",".join(c.modalities), c.default_protocol, c.metadata.title]
+                for n, c in ((n, DATASETS.get(n)) for n in DATASETS.names())]
     elif kind == "protocols":
-        for col in ("protocol", "dataset", "version", "classes", "headline", "note"):
-            table.add_column(col)
-        for name, (ds, p) in sorted(all_protocols().items()):
-            table.add_row(name, ds, p.version, str(len(p.label_names)), p.headline_metric,
-                          "as published (leaky)" if p.as_published else "")
+        columns = ["protocol", "dataset", "version", "classes", "headline", "note"]
+        rows = [[name, ds, p.version, str(len(p.label_names)), p.headline_metric,
+                 "as published (leaky)" if p.as_published else ""] for name, (ds, p) in sorted(all_protocols().items())]
     elif kind == "features":
-        table.add_column("extractor"), table.add_column("modality"), table.add_column("version"), table.add_column("levels")
-        for n in FEATURES.names():
-            c = FEATURES.get(n)
-            table.add_row(n, c.modality, c.version, ",".join(c.levels))
+        columns = ["extractor", "modality", "version", "levels"]
+        rows = [[n, c.modality, c.version, ",".join(c.levels)] for n, c in ((n, FEATURES.get(n)) for n in FEATURES.names())]
     else:
         raise MerbenchError(f"cannot list {kind!r}", fix="use one of: methods, datasets, protocols, features")
-    console.print(table)
+    _emit_table(columns, rows, as_json)
 
 
 @app.command()
@@ -114,7 +127,8 @@ def info(method: str = typer.Argument(..., help="method name"),
          dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="size the model for this corpus"),
          protocol: Optional[str] = typer.Option(None, "--protocol", "-p"),
          variant: str = typer.Option("default", "--variant"),
-         modalities: Optional[str] = typer.Option(None, "--modalities", "-m")):
+         modalities: Optional[str] = typer.Option(None, "--modalities", "-m"),
+         as_json: bool = _JSON_OPTION):
     """Metadata, modalities and parameter count of a method."""
     from .config import method_config, variants
     from .corpus import parse_modalities
@@ -124,14 +138,6 @@ def info(method: str = typer.Argument(..., help="method name"),
 
     cls = get_method(method)
     md = cls.metadata
-    console.print(f"[bold]{cls.name}[/bold]: {md.title}")
-    for label, value in (("authors", md.authors), ("venue", f"{md.venue} {md.year or ''}".strip()), ("code", md.code_url),
-                         ("paper", md.paper_url), ("modalities", ",".join(cls.modalities)), ("unit", cls.unit),
-                         ("variants", ", ".join(["default", *variants(cls.config_dir)]))):
-        if value:
-            console.print(f"{label}: {value}")
-    for r in md.reported:
-        console.print(f"reported: {r.dataset}/{r.protocol} {r.metric} {r.value} ({r.modalities}) {r.source}")
     ds_cls = get_dataset(dataset) if dataset else None
     proto = ds_cls.protocol(protocol) if ds_cls else None
     cfg = method_config(cls, variant, ds_cls.name if ds_cls else None, proto.name if proto else None)
@@ -141,9 +147,33 @@ def info(method: str = typer.Argument(..., help="method name"),
     dims = feature_dims(requests)
     inst = cls(cfg, mods, tuple(proto.label_names) if proto else tuple(f"c{i}" for i in range(n_classes)))
     n = inst.num_parameters(dims)
+    fields = {"method": cls.name, "title": md.title, "authors": md.authors,
+              "venue": f"{md.venue} {md.year or ''}".strip(), "code": md.code_url, "paper": md.paper_url,
+              "modalities": ",".join(cls.modalities), "unit": cls.unit,
+              "variants": ", ".join(["default", *variants(cls.config_dir)])}
+    if as_json:
+        out = {**fields, "modalities": list(cls.modalities), "variants": ["default", *variants(cls.config_dir)],
+               "reported": [{"dataset": r.dataset, "protocol": r.protocol, "metric": r.metric, "value": r.value,
+                             "modalities": r.modalities, "source": r.source} for r in md.reported],
+               "dataset": ds_cls.name if ds_cls else None, "protocol": proto.name if proto else None,
+               "classes": n_classes, "input_modalities": list(mods),
+               "inputs": {m: {"extractor": requests[m].extractor, "level": requests[m].level, "dim": dims[m]}
+                          for m in requests},
+               "parameters": n if n is not None else 0}
+        sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
+        return
+    # plain prints (no markup, no wrapping) so that a long title or URL stays whole in a pipe
+    plain = Console(soft_wrap=True, highlight=False) if not console.is_terminal else console
+    plain.print(f"[bold]{cls.name}[/bold]: {md.title}")
+    for label, value in list(fields.items())[2:]:
+        if value:
+            plain.print(f"{label}: {value}", markup=False)
+    for r in md.reported:
+        plain.print(f"reported: {r.dataset}/{r.protocol} {r.metric} {r.value} ({r.modalities}) {r.source}", markup=False)
     where = f"{ds_cls.name}/{proto.name}" if proto else f"{n_classes} classes"
-    console.print("inputs: " + ", ".join(f"{m}={requests[m].extractor}:{requests[m].level}({dims[m]})" for m in requests))
-    console.print(f"parameters: {n if n is not None else 0}" + f"  [dim]({where}, modalities {','.join(mods)})[/dim]")
+    plain.print("inputs: " + ", ".join(f"{m}={requests[m].extractor}:{requests[m].level}({dims[m]})" for m in requests),
+                markup=False)
+    plain.print(f"parameters: {n if n is not None else 0}" + f"  [dim]({where}, modalities {','.join(mods)})[/dim]")
 
 
 # -- run ---------------------------------------------------------------------------------

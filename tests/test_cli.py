@@ -198,3 +198,46 @@ def test_features_extract_options_reach_the_extractor(env, capsys, tmp_path):
     e2v = build_tiny_emotion2vec(tmp_path / "e2v")
     rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "-e", "audio-emotion2vec", "-o", f"model={e2v}")
     assert rc == 0, err
+
+
+# -- output for programs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,first_column", [("methods", "method"), ("datasets", "dataset"),
+                                               ("protocols", "protocol"), ("features", "extractor")])
+def test_list_json_gives_every_name_in_full(capsys, kind, first_column):
+    rc, out, _ = run_cli(capsys, "list", kind, "--json")
+    assert rc == 0
+    rows = json.loads(out)
+    assert rows and all(first_column in r for r in rows)
+    names = [r[first_column] for r in rows]
+    if kind == "protocols":
+        assert "iemocap-4-random8020" in names and "meld-oversampled-leaky" in names
+        leaky = next(r for r in rows if r["protocol"] == "iemocap-4-random8020")
+        assert leaky["dataset"] == "iemocap" and leaky["note"] == "as published (leaky)"
+    if kind == "methods":
+        assert "mlp" in names
+
+
+def test_list_in_a_pipe_is_plain_text_with_untruncated_names(capsys):
+    """What `bench list protocols | grep iemocap-4-random8020` sees: stdout is not a terminal."""
+    rc, out, _ = run_cli(capsys, "list", "protocols")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].split("\t")[:2] == ["protocol", "dataset"]
+    hits = [ln for ln in lines if "iemocap-4-random8020" in ln]
+    assert len(hits) == 1 and hits[0].split("\t")[0] == "iemocap-4-random8020"
+    assert "…" not in out and "─" not in out  # no rich table borders or ellipses
+
+
+def test_info_json_and_plain(capsys):
+    rc, out, _ = run_cli(capsys, "info", "lipsync_graph_erc", "--json")
+    assert rc == 0
+    info = json.loads(out)
+    assert info["method"] == "lipsync_graph_erc" and info["unit"] == "dialogue"
+    assert info["parameters"] > 0 and set(info["inputs"]) == {"t", "a", "v"}
+    rc, out, _ = run_cli(capsys, "info", "lipsync_graph_erc")
+    assert rc == 0
+    title_line = out.splitlines()[0]
+    assert title_line.endswith("Hierarchical Fusion (LipSync graph ERC)")  # one line, not wrapped at 80 columns
+    assert f"parameters: {info['parameters']}" in out
