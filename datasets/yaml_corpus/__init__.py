@@ -1,18 +1,21 @@
 """Corpora described by a YAML file (annotation table, column map, labels, split rule).
 
 ``bench run <method> path/to/corpus.yaml`` reaches them through :func:`resolve_dataset`;
-see README.md in this folder for the descriptor format.
+see README.md in this folder for the descriptor format. ``descriptor.py`` reads and checks
+the YAML file; ``adapter.py`` reads the tables it names and builds the corpus.
 """
 
 from .adapter import (
-    Descriptor,
     YamlCorpus,
     is_descriptor_path,
     open_yaml_corpus,
-    parse_descriptor,
     register_yaml_corpus,
     resolve_dataset,
     yaml_corpus_class,
+)
+from .descriptor import (
+    Descriptor,
+    parse_descriptor,
 )
 
 __all__ = ["Descriptor", "YamlCorpus", "is_descriptor_path", "open_yaml_corpus", "parse_descriptor",
