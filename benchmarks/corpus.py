@@ -9,6 +9,12 @@ from typing import Any, Iterable, Mapping
 MODALITIES = ("t", "a", "v")
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "video"}
 
+# The only annotations a feature extractor is handed: where an utterance lies in its media
+# (MELD's start / end times, IEMOCAP's dialogue video with the utterance's start / end).
+# Everything else (labels, sentiment, split, session, dimensional ratings) is withheld, so
+# no extractor plugin can leak labels into the feature cache.
+EXTRACTOR_META_KEYS = ("start", "end", "start_s", "end_s", "dialogue_video")
+
 
 @dataclass(frozen=True)
 class Utterance:
@@ -32,6 +38,11 @@ class Utterance:
     def without_labels(self) -> "Utterance":
         """A copy with the label and all annotations removed (what a test view holds)."""
         return replace(self, label=None, meta={})
+
+    def for_extraction(self) -> "Utterance":
+        """A copy without the label and with only the media timing of ``meta`` (what a
+        feature extractor is handed)."""
+        return replace(self, label=None, meta={k: self.meta[k] for k in EXTRACTOR_META_KEYS if k in self.meta})
 
 
 @dataclass

@@ -156,7 +156,9 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
             if progress:
                 progress(len(corpus), len(corpus))
             return entry
-        utts = corpus.utterances
+        # Extractors get no labels or annotations besides media timing: the cache is shared by
+        # every protocol and method, so nothing in it may depend on a label.
+        utts = [u.for_extraction() for u in corpus.utterances]
         if hasattr(extractor, "prime"):
             # Extractors that read context across utterances (e.g. earlier turns of a dialogue)
             # see the whole corpus first, so a resumed extraction gives the same features.
