@@ -157,6 +157,49 @@ def test_prediction_does_not_depend_on_the_other_dialogues(variant):
             torch.testing.assert_close(mixed, alone, atol=1e-5, rtol=1e-4)
 
 
+def vectors_after_alignment(mods, overrides=()):
+    """Each modality's vector before (feature-gate output) and after the alignment step, per real turn."""
+    method = make(mods, overrides=overrides)
+    split = fake_split(n_dialogues=3, dims={m: 8 for m in mods})
+    method._fit_normaliser(split)
+    torch.manual_seed(0)
+    model = method.build_model(method.input_dims(split), len(LABELS)).eval()
+    fusion = model.net.fusion
+    before, after = {}, {}
+    hooks = [fusion.selectors[m].register_forward_hook(lambda mod, inp, out, m=m: before.__setitem__(m, out))
+             for m in mods]
+    hooks += [fusion.info_gates[m].register_forward_hook(lambda mod, inp, out, m=m: after.__setitem__(m, inp[0]))
+              for m in mods]
+    batch = method.collate(split, split.dialogues())
+    with torch.no_grad():
+        model(batch)
+    for h in hooks:
+        h.remove()
+    return {m: (before[m][batch["utt_mask"]], after[m]) for m in mods}, fusion
+
+
+@pytest.mark.parametrize("mods", [("t", "a", "v"), ("t", "a"), ("t", "v")])
+def test_alignment_follows_the_original_order_and_never_mixes_text(mods):
+    # The original fuses in the order v, a, t and aligns each modality onto the later ones only.
+    vecs, fusion = vectors_after_alignment(mods)
+    order = [m for m in "vat" if m in mods]
+    assert set(fusion.aligners) == {f"{a}_{b}" for i, a in enumerate(order) for b in order[i + 1:]}
+    before, after = vecs["t"]
+    torch.testing.assert_close(after, before)  # text: untouched
+    for m in set(mods) - {"t"}:  # audio / visual: mixed with the later modalities
+        before, after = vecs[m]
+        assert (after - before).abs().max() > 1e-3
+
+
+def test_alignment_order_is_a_declared_option():
+    vecs, fusion = vectors_after_alignment(("t", "a", "v"), overrides=["model.align_order=[t,a,v]"])
+    assert set(fusion.aligners) == {"t_a", "t_v", "a_v"}
+    before, after = vecs["v"]
+    torch.testing.assert_close(after, before)  # in this order visual is the last: untouched
+    with pytest.raises(ConfigError, match="align_order"):
+        make(overrides=["model.align_order=[a,t]"]).build_model({"t": 8, "a": 8, "v": 8}, len(LABELS))
+
+
 def test_a_batch_of_one_single_turn_dialogue_trains():
     method = make()
     split = fake_split(n_dialogues=2, turns=(1, 1), dims={"t": 8, "a": 6, "v": 5})

@@ -149,6 +149,7 @@ class LipSyncGraphERCMethod(TorchMethod):
         keys = super().accepted_config_keys()
         keys["train"] = keys["train"] | set(DEFAULT_EXTRA_TRAIN)
         keys["loss"] = set(DEFAULT_LOSS)
+        keys["model"] = keys.get("model", set()) | {"align_order"}  # default ALIGN_ORDER (model.py)
         return keys
 
     def extra_train_keys(self):

@@ -5,8 +5,8 @@ Fusion (read from the original ``HierarchicalAttentionFusion`` with ``use_moe=Fa
 ``use_contrastive=False``, written anew), per utterance:
 
 1. per modality: Linear -> 256, LayerNorm, GELU, Dropout; feature gate x * sigmoid(MLP(x));
-2. pairwise alignment of modality pairs (m1, m2): m1 <- 0.7 m1 + 0.3 (softmax(-cdist / tau) @ m2),
-   where the original's soft assignment runs over the whole mini-batch; ours over the turns of
+2. pairwise alignment of modality pairs (m1, m2), m1 before m2 in the order v, a, t (so text is
+   never mixed): m1 <- 0.7 m1 + 0.3 (softmax(-cdist / tau) @ m2), where the original's soft assignment runs over the whole mini-batch; ours over the turns of
    the same dialogue only;
 3. adaptive fusion gate: softmax weights over the modalities from their concatenation -> a
    fused context; information gates x * sigmoid(MLP([x; context])) and modality gates
@@ -28,6 +28,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from merbench.errors import ConfigError
 
 from .graph import build_graph_encoder
 
@@ -66,6 +68,20 @@ class AdaptiveFusionGate(nn.Module):
         return sum(f * w[..., i:i + 1] for i, f in enumerate(feats)), w
 
 
+# The original fuses modalities in the order v, a, t and aligns each only onto the later ones:
+# visual <- audio, text; audio <- text; text is never mixed.
+ALIGN_ORDER = ("v", "a", "t")
+
+
+def alignment_order(modalities: Sequence[str], order: Sequence[str]) -> list[str]:
+    """The modalities in ``order`` (each aligned onto the ones after it); every one must be named once."""
+    order = list(order)
+    if sorted(set(order)) != sorted(order) or not set(modalities) <= set(order):
+        raise ConfigError(f"lipsync_graph_erc: model.align_order {order} must name each of {list(modalities)} once",
+                          fix=f"use the original's order {list(ALIGN_ORDER)} (or a permutation of it)")
+    return [m for m in order if m in modalities]
+
+
 class DialogueAlignment(nn.Module):
     """Soft alignment of one modality onto another within each dialogue: every turn gets a
     softmax(-distance / tau)-weighted mix of the other modality's vectors of the same dialogue."""
@@ -89,16 +105,17 @@ class DialogueAlignment(nn.Module):
 class HierarchicalAttentionFusion(nn.Module):
     def __init__(self, input_dims: dict[str, int], num_classes: int, modalities: Sequence[str], dim: int = 256,
                  layers: int = 3, heads: int = 8, dropout: float = 0.15, pool_queries: int = 3,
-                 align_mix: float = 0.3):
+                 align_mix: float = 0.3, align_order: Sequence[str] = ALIGN_ORDER):
         super().__init__()
         self.modalities = list(modalities)
         self.align_mix = float(align_mix)
+        self.align_order = alignment_order(self.modalities, align_order)
         M = len(self.modalities)
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(input_dims[m], dim), nn.LayerNorm(dim, eps=1e-5),
                                                     nn.GELU(), nn.Dropout(dropout)) for m in self.modalities})
         self.selectors = nn.ModuleDict({m: FeatureGate(dim) for m in self.modalities})
-        self.aligners = nn.ModuleDict({f"{a}_{b}": DialogueAlignment(dim) for i, a in enumerate(self.modalities)
-                                       for b in self.modalities[i + 1:]})
+        self.aligners = nn.ModuleDict({f"{a}_{b}": DialogueAlignment(dim) for i, a in enumerate(self.align_order)
+                                       for b in self.align_order[i + 1:]})
         self.adaptive = AdaptiveFusionGate(dim, M)
         self.info_gates = nn.ModuleDict({m: InformationGate(dim) for m in self.modalities})
         self.gates = nn.ModuleDict({m: nn.Sequential(nn.Linear(2 * dim, dim), nn.LayerNorm(dim, eps=1e-5), nn.GELU(),
@@ -123,9 +140,9 @@ class HierarchicalAttentionFusion(nn.Module):
         p = {m: self.selectors[m](self.proj[m](x[m])) for m in self.modalities}
         if self.aligners:
             aligned = {}
-            for i, a in enumerate(self.modalities):
+            for i, a in enumerate(self.align_order):
                 aligned[a] = p[a]
-                for b in self.modalities[i + 1:]:
+                for b in self.align_order[i + 1:]:
                     mixed = self.aligners[f"{a}_{b}"](p[a], p[b], utt_mask)
                     aligned[a] = (1 - self.align_mix) * aligned[a] + self.align_mix * mixed
             p = aligned
@@ -169,7 +186,7 @@ class LipSyncGraphERC(nn.Module):
             fusion_in, num_classes, self.modalities, dim=int(cfg.get("fusion_dim", 256)),
             layers=int(cfg.get("fusion_layers", 3)), heads=int(cfg.get("fusion_heads", 8)),
             dropout=float(cfg.get("dropout", 0.15)), pool_queries=int(cfg.get("pool_queries", 3)),
-            align_mix=float(cfg.get("align_mix", 0.3)))
+            align_mix=float(cfg.get("align_mix", 0.3)), align_order=cfg.get("align_order", ALIGN_ORDER))
 
     def forward(self, batch: dict) -> dict:
         mask = batch["utt_mask"]
