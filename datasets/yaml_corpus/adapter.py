@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ from merbench.errors import ConfigError, CorpusNotFoundError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
 from merbench.protocols import SPLITS, Protocol
 
-from .descriptor import Descriptor, _close, _error, parse_descriptor
+from .descriptor import FORMATS, Descriptor, TableSpec, _close, _error, parse_descriptor
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +32,12 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
-def read_table(d: Descriptor) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """(header, [(line number, row)]) of the annotation table."""
-    path = d.annotations
-    if not path.is_file():
-        raise _error(d.path, "annotations", f"the annotation file {path} does not exist",
-                     fix="check the path (it is relative to the descriptor's folder)", cls=CorpusNotFoundError)
+def read_table(path: Path, fmt: str, delimiter: str | None = None) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(header, [(line number, row)]) of one annotation table."""
     rows: list[tuple[int, dict[str, str]]] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            if d.format == "jsonl":
+            if fmt == "jsonl":
                 header: list[str] = []
                 for n, line in enumerate(fh, 1):
                     if not line.strip():
@@ -56,7 +53,7 @@ def read_table(d: Descriptor) -> tuple[list[str], list[tuple[int, dict[str, str]
                     header += [k for k in obj if k not in header]
                     rows.append((n, {k: _cell(v) for k, v in obj.items()}))
             else:
-                delim = d.delimiter or ("\t" if d.format == "tsv" else ",")
+                delim = delimiter or ("\t" if fmt == "tsv" else ",")
                 reader = csv.DictReader(fh, delimiter=delim)
                 header = [h for h in (reader.fieldnames or [])]
                 for row in reader:
@@ -64,6 +61,81 @@ def read_table(d: Descriptor) -> tuple[list[str], list[tuple[int, dict[str, str]
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e})", fix="save the annotation file as UTF-8") from None
     return header, rows
+
+
+@dataclass
+class Source:
+    """Rows from one annotation table or from the media file names, each with where it came from."""
+
+    path: Path  # the table, or the folder the files were found in
+    field: str  # the descriptor field that names it
+    header: list[str]
+    rows: list[tuple[str, dict[str, str]]]  # ("line 7 of /x/train.csv" | "file /x/a.wav", row)
+
+
+def _table_paths(d: Descriptor, spec: TableSpec) -> list[Path]:
+    base = d.path.parent
+    if spec.is_glob:
+        paths = sorted(p for p in base.glob(spec.pattern) if p.is_file())
+        if not paths:
+            raise _error(d.path, spec.field, f"no annotation file matches {spec.pattern!r} under {base}",
+                         fix="check the pattern (it is relative to the descriptor's folder)", cls=CorpusNotFoundError)
+        return paths
+    path = (base / spec.pattern).resolve()
+    if not path.is_file():
+        raise _error(d.path, spec.field, f"the annotation file {path} does not exist",
+                     fix="check the path (it is relative to the descriptor's folder)", cls=CorpusNotFoundError)
+    return [path]
+
+
+def read_sources(d: Descriptor, root: Path) -> list[Source]:
+    """Every table of ``annotations`` (fixed values added as columns), or the rows made from the
+    media file names under ``root``."""
+    if d.files:
+        return [_file_rows(d, root)]
+    out = []
+    for spec in d.tables:
+        for path in _table_paths(d, spec):
+            fmt = spec.format or FORMATS.get(path.suffix.lower())
+            if fmt is None:
+                raise _error(d.path, spec.field, f"cannot tell the format of {path} from its suffix",
+                             fix="name the tables .csv, .tsv or .jsonl, or add format: csv|tsv|jsonl")
+            header, rows = read_table(path, fmt, d.delimiter)
+            names = {"stem": path.stem, "name": path.name, "parent": path.parent.name}
+            fixed = {col: value.value(names) for col, value in spec.fixed}
+            for col in fixed:
+                if col in header:
+                    raise _error(d.path, f"{spec.field}.{col}", f"{path} has a column {col!r} already",
+                                 fix="rename the fixed value, or leave it out and use the column")
+            where = f"of {path}"
+            out.append(Source(path, spec.field, header + list(fixed),
+                              [(f"line {n} {where}", {**row, **fixed}) for n, row in rows]))
+    return out
+
+
+def _file_rows(d: Descriptor, root: Path) -> Source:
+    f = d.files
+    by_path = "/" in f.pattern.pattern
+    rows = []
+    for p in sorted(root.glob(f.glob)):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(root).as_posix()
+        m = f.pattern.fullmatch(rel if by_path else p.name)
+        if m is None:
+            if f.unmatched == "skip":
+                continue
+            raise _error(d.path, "files.pattern", f"file {p} does not match {f.pattern.pattern!r}"
+                         + (" (matched against its path under media_root)" if by_path else " (matched against its name)"),
+                         fix="fix the pattern, narrow files.glob, or set files.unmatched: skip to leave such files out")
+        row = {k: v or "" for k, v in m.groupdict().items()}
+        row |= {"path": rel, "dir": p.parent.relative_to(root).as_posix(), "name": p.name, "stem": p.stem}
+        rows.append((f"file {p}", row))
+    if not rows:
+        raise _error(d.path, "files.glob", f"no file under {root} matches {f.glob!r}"
+                     + (f" and {f.pattern.pattern!r}" if f.unmatched == "skip" else ""),
+                     fix="check media_root (or --root) and the glob", cls=CorpusNotFoundError)
+    return Source(root, "files", list(f.columns), rows)
 
 
 class YamlCorpus(DatasetAdapter):
@@ -95,74 +167,94 @@ class YamlCorpus(DatasetAdapter):
     def protocols(cls) -> list[Protocol]:
         return [cls._descriptor().protocol()]
 
+    def _media_path(self, rel: str) -> Path:
+        """Where a media path of the table points (relative paths are under the media root)."""
+        return self.root / rel
+
     def load(self) -> Corpus:
         d = self._descriptor()
-        header, rows = read_table(d)
-        needed = {f"columns.{f}": c for f, c in d.columns.items()}
-        if d.split_column:
-            needed["split_column"] = d.split_column
-        if d.rule and d.rule["rule"] == "leave_one_group_out":
-            needed["protocol.column"] = d.rule["column"]
-        needed |= {f"meta_columns[{i}]": c for i, c in enumerate(d.meta_columns)}
-        for field_name, col in needed.items():
-            if col not in header:
-                raise _error(d.path, field_name, f"column {col!r} is not in {d.annotations}" + _close(col, header),
-                             fix=f"its columns are: {', '.join(header) or '(none: the file is empty)'}")
-        if not rows:
-            raise _error(d.path, "annotations", f"{d.annotations} has no rows", cls=CorpusNotFoundError)
+        sources = read_sources(d, self.root)
         c = d.columns
-        known = set(d.labels) | set(d.label_map) | set(d.ignore_labels)
         group_col = d.rule["column"] if d.rule and d.rule["rule"] == "leave_one_group_out" else None
         keep = [col for col in (d.split_column, group_col, *d.meta_columns) if col]
-        seen: dict[str, int] = {}
+        plain = {"split_column": d.split_column, "protocol.column": group_col}
+        plain |= {f"meta_columns[{i}]": col for i, col in enumerate(d.meta_columns)}
+        for src in sources:
+            def absent(col: str) -> str:
+                return f"column {col!r} is not in {src.path}" + _close(col, src.header)
+
+            fix = f"its columns are: {', '.join(src.header) or '(none: the file is empty)'}"
+            for spec in c.values():
+                for col in spec.columns:
+                    if col not in src.header:
+                        named = f"{spec.describe()} names a column that is missing: " if spec.template else ""
+                        raise _error(d.path, spec.field, named + absent(col), fix=fix)
+            for field_name, col in plain.items():
+                if col and col not in src.header:
+                    raise _error(d.path, field_name, absent(col), fix=fix)
+            if not src.rows:
+                raise _error(d.path, src.field, f"{src.path} has no rows", cls=CorpusNotFoundError)
+        known = set(d.labels) | set(d.label_map) | set(d.ignore_labels)
+        folded = {k.lower(): k for k in known} if d.case_insensitive_labels else {}
+        seen: dict[str, str] = {}
         turns: dict[str, int] = {}
         utts: list[Utterance] = []
         found = {"audio": 0, "video": 0}
         missing: dict[str, list[str]] = {"audio": [], "video": []}
         members = 0
-        for line, row in rows:
-            where = f"line {line} of {d.annotations}"
-            uid = row.get(c["uid"], "")
+        for where, row in (r for src in sources for r in src.rows):
+            def value(key: str) -> str:
+                if key not in c:
+                    return ""
+                try:
+                    return c[key].value(row)
+                except ValueError as e:
+                    raise _error(d.path, c[key].field, f"{where}: {e}") from None
+
+            uid = value("uid")
             if not uid:
-                raise _error(d.path, "columns.uid", f"{where}: the id (column {c['uid']!r}) is empty")
+                raise _error(d.path, c["uid"].field, f"{where}: the id ({c['uid'].describe()}) is empty")
             if uid in seen:
-                raise _error(d.path, "columns.uid", f"duplicate id {uid!r} on lines {seen[uid]} and {line} of {d.annotations}",
-                             fix="ids must be unique in the corpus: point columns.uid at a unique column, or fix the file")
-            seen[uid] = line
-            dialogue = row.get(c["dialogue_id"], "") if "dialogue_id" in c else ""
-            dialogue = dialogue or uid
+                made = f" (made by {c['uid'].describe()})" if c["uid"].template else ""
+                raise _error(d.path, c["uid"].field, f"duplicate id {uid!r}{made}: {seen[uid]} and {where}",
+                             fix="ids must be unique in the corpus: point columns.uid at a unique column, add "
+                                 "columns to its template (e.g. \"{session}_{dialogue}_{turn}\"), or fix the file")
+            seen[uid] = where
+            dialogue = value("dialogue_id") or uid
             if "turn" in c:
-                raw_turn = row.get(c["turn"], "")
+                raw_turn = value("turn")
                 try:
                     turn = int(raw_turn)
                 except ValueError:
-                    raise _error(d.path, "columns.turn", f"{where}: turn {raw_turn!r} is not an integer") from None
+                    raise _error(d.path, c["turn"].field, f"{where}: turn {raw_turn!r} is not an integer") from None
             else:
                 turn = turns.get(dialogue, 0)  # row order within the dialogue
             turns[dialogue] = turn + 1
-            label = row.get(c["label"], "")
+            label = value("label")
+            label = folded.get(label.lower(), label) if folded else label
             if label not in known:
-                what = f"label {label!r}" if label else f"the label (column {c['label']!r}) is empty"
+                what = f"label {label!r}" if label else f"the label ({c['label'].describe()}) is empty"
                 raise _error(d.path, "labels", f"{where}: {what} is not in labels, label_map or ignore_labels"
                              + _close(label, d.labels),
                              fix=f"add it to labels, map it with label_map: {{{label or chr(39) * 2}: <label>}}, "
-                                 f"or list it under ignore_labels to leave its rows out")
+                                 f"or list it under ignore_labels to leave its rows out"
+                                 + ("" if folded else " (case_insensitive_labels: true ignores case)"))
             member = label not in d.ignore_labels
             members += member
             meta = {col: row.get(col, "") for col in keep}
             if member and d.split_column and meta[d.split_column] not in d.split_values:
-                value = meta[d.split_column]
-                raise _error(d.path, "split_values", f"{where}: split value {value!r} (column {d.split_column!r}) is not one "
-                             f"of {', '.join(sorted(d.split_values))}" + _close(value, d.split_values),
+                value_ = meta[d.split_column]
+                raise _error(d.path, "split_values", f"{where}: split value {value_!r} (column {d.split_column!r}) is "
+                             f"not one of {', '.join(sorted(d.split_values))}" + _close(value_, d.split_values),
                              fix="map the file's values onto train / valid / test, e.g. "
                                  "split_values: {train: train, valid: [dev], test: test}")
             if member and group_col and not meta[group_col]:
                 raise _error(d.path, "protocol.column", f"{where}: the group (column {group_col!r}) is empty")
             media: dict[str, str | None] = {"audio": None, "video": None}
             for kind in media:
-                rel = row.get(c[kind], "") if kind in c else ""
+                rel = value(kind)
                 if rel:
-                    p = self.root / rel
+                    p = self._media_path(rel)
                     # A missing file keeps its path: the extractor reports it as unreadable
                     # media (and --on-bad-media decides) instead of the load failing here.
                     media[kind] = str(p)
@@ -170,12 +262,11 @@ class YamlCorpus(DatasetAdapter):
                         found[kind] += 1
                     else:
                         missing[kind].append(rel)
-            utts.append(Utterance(uid=uid, dialogue_id=dialogue, turn=turn,
-                                  speaker=row.get(c["speaker"], "") if "speaker" in c else "",
-                                  text=row.get(c["text"], "") if "text" in c else "", label=label,
+            utts.append(Utterance(uid=uid, dialogue_id=dialogue, turn=turn, speaker=value("speaker"),
+                                  text=value("text"), label=label,
                                   audio_path=media["audio"], video_path=media["video"], meta=meta))
         if not members:
-            raise _error(d.path, "ignore_labels", f"every row of {d.annotations} has an ignored label")
+            raise _error(d.path, "ignore_labels", f"every row of {d.source_name} has an ignored label")
         self._check_splits(d, [u for u in utts if u.label not in d.ignore_labels])
         first: dict[str, int] = {}
         for i, u in enumerate(utts):
@@ -202,7 +293,7 @@ class YamlCorpus(DatasetAdapter):
             for s in SPLITS:
                 if not counts[s]:
                     values = sorted(v for v, t in d.split_values.items() if t == s)
-                    raise _error(d.path, "split_column", f"the {s} split has no rows: no labelled row of {d.annotations} "
+                    raise _error(d.path, "split_column", f"the {s} split has no rows: no labelled row of {d.source_name} "
                                  f"has {d.split_column} = {' or '.join(map(repr, values))}",
                                  fix="map the file's values with split_values, e.g. split_values: "
                                      "{train: train, valid: [dev], test: test}, or use a protocol: rule")
@@ -213,7 +304,7 @@ class YamlCorpus(DatasetAdapter):
             n_test, n_valid = max(1, round(n * d.rule["test"])), max(1, round(n * d.rule["valid"]))
             if n - n_test - n_valid < 1:
                 raise _error(d.path, "protocol", f"random_dialogue needs at least 3 dialogues with labelled rows; "
-                             f"{d.annotations} has {n}, so the train split would have no rows",
+                             f"{d.source_name} has {n}, so the train split would have no rows",
                              fix="map columns.dialogue_id, or give more dialogues")
             return
         col = d.rule["column"]

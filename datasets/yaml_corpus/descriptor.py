@@ -35,8 +35,10 @@ the field and, for table errors, the line of the annotation file.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +50,15 @@ from merbench.interfaces import DatasetMetadata
 from merbench.protocols import SPLITS, Protocol, leave_one_group_out, random_dialogue_split, split_by_field
 
 COLUMN_FIELDS = ("uid", "dialogue_id", "turn", "speaker", "text", "label", "audio", "video")
+TEMPLATE_FIELDS = ("uid", "dialogue_id", "speaker", "audio", "video")  # may compose several columns
+TABLE_NAME_COLUMNS = ("stem", "name", "parent")  # what a table entry's fixed value may name of its file
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv")
 REQUIRED_COLUMNS = ("uid", "label")
-TOP_LEVEL = ("name", "title", "url", "license", "citation", "description", "annotations", "format", "delimiter",
+TOP_LEVEL = ("name", "title", "url", "license", "citation", "description", "annotations", "files", "format", "delimiter",
              "media_root", "columns", "labels", "label_map", "ignore_labels", "split_column", "split_values",
-             "protocol", "protocol_name", "version", "headline_metric", "seeds", "meta_columns")
+             "protocol", "protocol_name", "version", "headline_metric", "seeds", "meta_columns",
+             "case_insensitive_labels")
 RULES = {"random_dialogue": ("rule", "seed", "valid", "test"),
          "leave_one_group_out": ("rule", "column", "seed", "valid")}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -61,8 +68,39 @@ DEFAULT_SPLIT_VALUES = {"train": "train", "valid": "valid", "dev": "valid", "val
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+_LINES: dict[Path, dict[str, int]] = {}  # descriptor -> dotted field -> line, for error messages
+
+
+def _field_lines(node, prefix: str = "", out: dict[str, int] | None = None) -> dict[str, int]:
+    """``{"columns.uid": 12, "annotations[1].path": 4, ...}`` from a composed YAML node tree."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}.{k.value}" if prefix else str(k.value)
+            out[key] = k.start_mark.line + 1
+            _field_lines(v, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[f"{prefix}[{i}]"] = v.start_mark.line + 1
+            _field_lines(v, f"{prefix}[{i}]", out)
+    return out
+
+
+def _line_of(path: Path, field: str) -> int | None:
+    """The descriptor line of ``field`` or of the nearest enclosing field that is written there."""
+    lines = _LINES.get(path, {})
+    while field:
+        if field in lines:
+            return lines[field]
+        cut = max(field.rfind("."), field.rfind("["))
+        field = field[:cut] if cut > 0 else ""
+    return None
+
+
 def _error(path: Path, field: str, message: str, fix: str | None = None, cls=ConfigError):
-    return cls(f"corpus descriptor {path}, field `{field}`: {message}", fix=fix)
+    line = _line_of(path, field)
+    where = f"corpus descriptor {path}" + (f" (line {line})" if line else "")
+    return cls(f"{where}, field `{field}`: {message}", fix=fix)
 
 
 def _close(word: str, options) -> str:
@@ -90,17 +128,174 @@ def _string_list(path: Path, field: str, value: Any) -> list[str]:
     return [_scalar(path, f"{field}[{i}]", v) for i, v in enumerate(value)]
 
 
+_INT_SPECS, _FLOAT_SPECS = set("bcdoxXn"), set("eEfFgG%")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Where one utterance field comes from: a column, or a template over several columns
+    (``"{session}_{turn:03d}"``); ``parse: list`` reads a Python list literal and joins its items."""
+
+    field: str  # e.g. "columns.uid", for messages
+    source: str  # the column name, or the template text
+    template: tuple[tuple[str, str | None, str], ...] | None = None  # (literal, column, format spec)
+    parse: str | None = None
+    join: str = " & "
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        if self.template is None:
+            return (self.source,)
+        return tuple(dict.fromkeys(col for _, col, _ in self.template if col is not None))
+
+    def describe(self) -> str:
+        return f"template {self.source!r}" if self.template is not None else f"column {self.source!r}"
+
+    def value(self, row: dict[str, str]) -> str:
+        """The field's value in ``row``; ValueError (with the reason) when it cannot be composed or parsed."""
+        if self.template is None:
+            raw = row.get(self.source, "")
+        else:
+            out = []
+            for literal, col, spec in self.template:
+                out.append(literal)
+                if col is None:
+                    continue
+                cell: Any = row.get(col, "")
+                kind = spec[-1:] if spec else ""
+                try:
+                    if kind in _INT_SPECS:
+                        cell = _as_int(cell)
+                    elif kind in _FLOAT_SPECS:
+                        cell = float(cell)
+                    out.append(format(cell, spec))
+                except ValueError:
+                    raise ValueError(f"column {col!r} holds {row.get(col, '')!r}, which the format "
+                                     f"{{{col}:{spec}}} cannot take") from None
+            raw = "".join(out)
+        if self.parse == "list":
+            raw = parse_list_literal(raw, self.join)
+        return raw
+
+
+def _as_int(cell: str) -> int:
+    try:
+        return int(cell)
+    except ValueError:
+        number = float(cell)  # "3.0" as a spreadsheet writes it
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
+def parse_list_literal(raw: str, join: str) -> str:
+    """``"['Monica', 'Ross']"`` -> ``"Monica & Ross"``; a cell without brackets is one item."""
+    text = raw.strip()
+    if not text.startswith(("[", "(")):
+        return text
+    try:
+        items = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError(f"{raw!r} is not a list literal (e.g. ['A', 'B'])") from None
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, int, float)) for x in items):
+        raise ValueError(f"{raw!r} is not a flat list of names")
+    return join.join(str(x).strip() for x in items)
+
+
+def _field_spec(path: Path, field: str, value: Any) -> FieldSpec:
+    """``column`` | ``"{template}"`` | ``{column: ..., parse: list, join: ...}`` | ``{template: ...}``."""
+    parse, join = None, " & "
+    if isinstance(value, dict):
+        for k in value:
+            if k not in ("column", "template", "parse", "join"):
+                raise _error(path, f"{field}.{k}", "unknown key" + _close(k, ("column", "template", "parse", "join")),
+                             fix="a column field is a name, a template, or {column|template: ..., parse: list, join: ' & '}")
+        if ("column" in value) == ("template" in value):
+            raise _error(path, field, "give exactly one of column or template")
+        parse = value.get("parse")
+        if parse not in (None, "list"):
+            raise _error(path, f"{field}.parse", f"{parse!r} is not a parser", fix="the parser is: list")
+        if "join" in value:
+            if parse != "list" or not isinstance(value["join"], str):
+                raise _error(path, f"{field}.join", "is a string, and applies with parse: list only")
+            join = value["join"]
+        source = _scalar(path, f"{field}.{'column' if 'column' in value else 'template'}",
+                         value.get("column", value.get("template")))
+        is_template = "template" in value
+    else:
+        source = _scalar(path, field, value)
+        is_template = "{" in source
+    if not is_template:
+        return FieldSpec(field, source, None, parse, join)
+    parts = []
+    try:
+        for literal, col, spec, conv in string.Formatter().parse(source):
+            if col is not None and not col.strip():
+                raise ValueError("an empty {} names no column")
+            if conv:
+                raise ValueError(f"conversion !{conv} is not supported")
+            if spec and "{" in spec:
+                raise ValueError("nested {} in a format spec is not supported")
+            parts.append((literal, col, spec or ""))
+    except ValueError as e:
+        raise _error(path, field, f"template {source!r}: {e}",
+                     fix="write columns in braces, e.g. \"{session}_{turn:03d}\"; double a literal brace: {{") from None
+    for _, col, spec in parts:
+        if col is not None and spec:
+            try:
+                format(0 if spec[-1] in _INT_SPECS else (0.0 if spec[-1] in _FLOAT_SPECS else ""), spec)
+            except ValueError as e:
+                raise _error(path, field, f"template {source!r}: format {{{col}:{spec}}}: {e}") from None
+    return FieldSpec(field, source, tuple(parts), parse, join)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One entry of ``annotations``: a path or glob (relative to the descriptor) and fixed values
+    given to every row of the table(s) it names (templates over ``{stem}``, ``{name}``, ``{parent}``)."""
+
+    field: str  # "annotations" or "annotations[2]"
+    pattern: str
+    fixed: tuple[tuple[str, FieldSpec], ...] = ()
+    format: str | None = None  # None: from each file's suffix
+
+    @property
+    def is_glob(self) -> bool:
+        return any(ch in self.pattern for ch in "*?[")
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A corpus with no table: one utterance per media file under ``media_root`` matching ``glob``;
+    the named groups of ``pattern`` (matched against the file name, or the relative path when it
+    holds a ``/``) become columns, beside ``path``, ``dir``, ``name`` and ``stem``."""
+
+    glob: str
+    pattern: re.Pattern
+    media: str  # "audio" or "video": the field the file fills
+    unmatched: str  # "error" or "skip"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.pattern.groupindex, *FILE_COLUMNS)
+
+
+FILE_COLUMNS = ("path", "dir", "name", "stem")
+GROUP_DEFAULTS = {"uid": "uid", "dialogue": "dialogue_id", "dialogue_id": "dialogue_id", "turn": "turn",
+                  "speaker": "speaker", "label": "label", "text": "text"}
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """A parsed, checked descriptor; data-dependent checks happen when the table is read."""
 
     path: Path
     name: str
-    annotations: Path
-    format: str
+    tables: tuple[TableSpec, ...]  # empty when the corpus is read from file names
+    files: FileSource | None
     delimiter: str | None
     media_root: Path
-    columns: dict[str, str]
+    columns: dict[str, FieldSpec]
     labels: tuple[str, ...]
     label_map: dict[str, str]
     ignore_labels: frozenset[str]
@@ -113,6 +308,14 @@ class Descriptor:
     seeds: int
     meta_columns: tuple[str, ...]
     metadata: DatasetMetadata
+    case_insensitive_labels: bool = False
+
+    @property
+    def source_name(self) -> str:
+        """What the rows come from, for descriptions: the table names, or the file pattern."""
+        if self.files:
+            return f"file names matching {self.files.glob!r}"
+        return ", ".join(t.pattern for t in self.tables)
 
     @property
     def declared_modalities(self) -> tuple[str, ...]:
@@ -121,7 +324,7 @@ class Descriptor:
     def describe_split(self) -> str:
         if self.split_column:
             by = {s: sorted(v for v, t in self.split_values.items() if t == s) for s in SPLITS}
-            return (f"the corpus' own split, column {self.split_column!r} of {self.annotations.name} ("
+            return (f"the corpus' own split, column {self.split_column!r} of {self.source_name} ("
                     + "; ".join(f"{s}: {', '.join(by[s])}" for s in SPLITS) + ")")
         r = self.rule or {}
         if r["rule"] == "random_dialogue":
@@ -149,6 +352,70 @@ class Descriptor:
         )
 
 
+def _tables(path: Path, value: Any, fmt: str | None) -> tuple[TableSpec, ...]:
+    """``annotations``: a path or glob, or a list of them, each optionally ``{path: ..., <column>: value}``."""
+    entries = value if isinstance(value, list) else [value]
+    if not entries:
+        raise _error(path, "annotations", "is an empty list")
+    out = []
+    for i, entry in enumerate(entries):
+        field = f"annotations[{i}]" if isinstance(value, list) else "annotations"
+        fixed: dict[str, FieldSpec] = {}
+        if isinstance(entry, dict):
+            if entry.get("path") in (None, ""):
+                raise _error(path, f"{field}.path", "is missing",
+                             fix="a table entry is {path: train.csv, <column>: <value for every row>, ...}")
+            for k, v in entry.items():
+                if k != "path":
+                    fixed[str(k)] = _field_spec(path, f"{field}.{k}", v)
+                    bad = [c for c in fixed[str(k)].columns if fixed[str(k)].template and c not in TABLE_NAME_COLUMNS]
+                    if bad:
+                        raise _error(path, f"{field}.{k}", f"a fixed value may name only {', '.join(TABLE_NAME_COLUMNS)} "
+                                     f"(of the table's file), not {bad[0]!r}")
+                    if fixed[str(k)].template is None:  # a plain value, not a column name
+                        fixed[str(k)] = FieldSpec(f"{field}.{k}", v := fixed[str(k)].source, ((v, None, ""),))
+            entry = entry["path"]
+            field = f"{field}.path"
+        rel = _scalar(path, field, entry)
+        if fmt is None and not any(ch in Path(rel).suffix for ch in "*?[") and FORMATS.get(Path(rel).suffix.lower()) is None:
+            raise _error(path, field, f"cannot tell the format of {rel!r} from its suffix",
+                         fix="name it .csv, .tsv or .jsonl, or add format: csv|tsv|jsonl")
+        out.append(TableSpec(field.removesuffix(".path"), rel, tuple(fixed.items()), fmt))
+    return tuple(out)
+
+
+def _file_source(path: Path, value: Any) -> FileSource:
+    keys = ("glob", "pattern", "media", "unmatched")
+    if not isinstance(value, dict):
+        raise _error(path, "files", "must be a mapping, e.g. {glob: '**/*.wav', pattern: '(?P<speaker>\\d+)_(?P<label>\\w+)\\.wav'}")
+    for k in value:
+        if k not in keys:
+            raise _error(path, f"files.{k}", "unknown key" + _close(k, keys), fix=f"keys: {', '.join(keys)}")
+    glob = _scalar(path, "files.glob", value.get("glob", "**/*"))
+    raw = _scalar(path, "files.pattern", value.get("pattern") or "")
+    try:
+        pattern = re.compile(raw)
+    except re.error as e:
+        raise _error(path, "files.pattern", f"{raw!r} is not a regular expression: {e}") from None
+    if not pattern.groupindex:
+        raise _error(path, "files.pattern", f"{raw!r} has no named group",
+                     fix="name the parts, e.g. (?P<label>[A-Z]{3}); groups become columns")
+    clash = sorted(set(pattern.groupindex) & set(FILE_COLUMNS))
+    if clash:
+        raise _error(path, "files.pattern", f"group {clash[0]!r} is taken: {', '.join(FILE_COLUMNS)} are set from the file")
+    media = value.get("media")
+    if media is None:
+        suffix = Path(glob).suffix.lower()
+        media = "video" if suffix in VIDEO_SUFFIXES else "audio" if suffix in AUDIO_SUFFIXES else None
+    if media not in ("audio", "video"):
+        raise _error(path, "files.media", f"{media!r}: say whether the files are audio or video",
+                     fix="media: audio, or media: video")
+    unmatched = value.get("unmatched", "error")
+    if unmatched not in ("error", "skip"):
+        raise _error(path, "files.unmatched", f"{unmatched!r} is not error or skip")
+    return FileSource(glob, pattern, media, unmatched)
+
+
 def parse_descriptor(path: str | Path) -> Descriptor:
     """Read and check a corpus descriptor (the annotation table is read by ``load``)."""
     path = Path(path).expanduser()
@@ -157,7 +424,9 @@ def parse_descriptor(path: str | Path) -> Descriptor:
                                   fix="check the path; a YAML corpus is given by the path of its .yaml file")
     path = path.resolve()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        _LINES[path] = _field_lines(yaml.compose(text))
     except yaml.YAMLError as e:
         raise ConfigError(f"corpus descriptor {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -178,36 +447,53 @@ def parse_descriptor(path: str | Path) -> Descriptor:
         raise _error(path, "name", f"{name!r} is not usable as a dataset name",
                      fix="use letters, digits, '_', '-' and '.', starting with a letter or digit")
 
-    # annotation table
-    ann_rel = _scalar(path, "annotations", required("annotations"))
-    annotations = (base / ann_rel).resolve()
+    # where the rows come from: annotation table(s), or media file names
+    if (data.get("annotations") is None) == (data.get("files") is None):
+        raise _error(path, "annotations" if data.get("annotations") is not None else "files",
+                     "give exactly one of annotations (tables) or files (file names)"
+                     + (", not both" if data.get("files") is not None else ""),
+                     fix="annotations: table.csv (or a list of tables), or files: {glob: '**/*.wav', pattern: '...'}")
     fmt = data.get("format")
-    if fmt is None:
-        fmt = FORMATS.get(annotations.suffix.lower())
-        if fmt is None:
-            raise _error(path, "annotations", f"cannot tell the format of {ann_rel!r} from its suffix",
-                         fix="name it .csv, .tsv or .jsonl, or add format: csv|tsv|jsonl")
-    elif fmt not in ("csv", "tsv", "jsonl"):
+    if fmt is not None and fmt not in ("csv", "tsv", "jsonl"):
         raise _error(path, "format", f"{fmt!r} is not csv, tsv or jsonl")
+    tables = _tables(path, data.get("annotations"), fmt) if data.get("annotations") is not None else ()
+    files = _file_source(path, data["files"]) if data.get("files") is not None else None
     delimiter = data.get("delimiter")
-    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or fmt == "jsonl"):
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or files
+                                  or all((t.format or FORMATS.get(Path(t.pattern).suffix.lower())) == "jsonl"
+                                         for t in tables)):
         raise _error(path, "delimiter", f"{delimiter!r}: must be one character, for csv / tsv tables only")
     media_root = (base / _scalar(path, "media_root", data.get("media_root", "."))).resolve()
 
-    # columns
-    cols = required("columns")
+    # columns: field -> column, template or {column|template, parse}
+    cols = data.get("columns") or {} if files else required("columns")
     if not isinstance(cols, dict):
         raise _error(path, "columns", "must map fields to column names, e.g. {uid: id, label: emotion, text: utterance}")
-    columns = {}
+    columns: dict[str, FieldSpec] = {}
     for key, col in cols.items():
         if key not in COLUMN_FIELDS:
             raise _error(path, f"columns.{key}", "unknown field" + _close(key, COLUMN_FIELDS),
                          fix=f"fields: {', '.join(COLUMN_FIELDS)}")
         if col is not None:
-            columns[key] = _scalar(path, f"columns.{key}", col)
+            columns[key] = _field_spec(path, f"columns.{key}", col)
+            if key not in TEMPLATE_FIELDS and columns[key].template is not None:
+                raise _error(path, f"columns.{key}", f"{key} is read from one column, not a template",
+                             fix=f"templates are for {', '.join(TEMPLATE_FIELDS)}")
+    if files:  # file names: the file is the media, its stem the id, same-named groups the rest
+        defaults = {"uid": "stem", files.media: "path"}
+        defaults |= {f: g for g, f in GROUP_DEFAULTS.items() if g in files.pattern.groupindex}
+        for key, col in defaults.items():
+            columns.setdefault(key, FieldSpec(f"files.pattern (group {col})", col))
+        for key, spec in columns.items():
+            for col in spec.columns:
+                if col not in files.columns:
+                    raise _error(path, spec.field, f"{spec.describe()} names {col!r}, which is neither a named group "
+                                 "of files.pattern nor one of " + ", ".join(FILE_COLUMNS) + _close(col, files.columns),
+                                 fix=f"the columns of a file are: {', '.join(files.columns)}")
     for key in REQUIRED_COLUMNS:
         if key not in columns:
-            raise _error(path, f"columns.{key}", "is missing", fix=f"name the column that holds the {key}")
+            raise _error(path, f"columns.{key}", "is missing", fix=f"name the column that holds the {key}"
+                         + (" (or name a group of files.pattern after it)" if files else ""))
     if not {"text", "audio", "video"} & set(columns):
         raise _error(path, "columns", "names no text, audio or video column", fix="add at least one of them")
 
@@ -230,6 +516,16 @@ def parse_descriptor(path: str | Path) -> Descriptor:
     both = sorted(set(ignore) & (set(labels) | set(label_map)))
     if both:
         raise _error(path, "ignore_labels", f"{', '.join(both)} also in labels or label_map")
+    fold = data.get("case_insensitive_labels", False)
+    if not isinstance(fold, bool):
+        raise _error(path, "case_insensitive_labels", f"{fold!r} is not true or false")
+    if fold:  # "ANG", "ang" and "Ang" are one value: the names given must stay apart when folded
+        spellings: dict[str, str] = {}
+        for v in (*labels, *label_map, *ignore):
+            other = spellings.setdefault(v.lower(), v)
+            if other != v:
+                raise _error(path, "case_insensitive_labels",
+                             f"{other!r} and {v!r} (in labels, label_map or ignore_labels) are one value when case is ignored")
 
     # split rule: exactly one of split_column / protocol
     split_column, rule, split_values = None, None, dict(DEFAULT_SPLIT_VALUES)
@@ -298,8 +594,8 @@ def parse_descriptor(path: str | Path) -> Descriptor:
     text = {k: str(data.get(k) or "") for k in ("title", "url", "license", "citation", "description")}
     metadata = DatasetMetadata(title=text["title"] or f"{name} (YAML corpus)", url=text["url"], license=text["license"],
                                citation=text["citation"], description=text["description"])
-    return Descriptor(path=path, name=name, annotations=annotations, format=fmt, delimiter=delimiter,
+    return Descriptor(path=path, name=name, tables=tables, files=files, delimiter=delimiter,
                       media_root=media_root, columns=columns, labels=tuple(labels), label_map=label_map,
                       ignore_labels=frozenset(ignore), split_column=split_column, split_values=split_values,
                       rule=rule, protocol_name=protocol_name, version=version, headline_metric=headline, seeds=seeds,
-                      meta_columns=meta_columns, metadata=metadata)
+                      meta_columns=meta_columns, metadata=metadata, case_insensitive_labels=fold)
