@@ -7,13 +7,15 @@ descriptor's folder; audio / video paths in the table are relative to ``media_ro
 
     name: mycorpus                  # the dataset name in results and the leaderboard
     title: My corpus                # optional: title, url, license, citation, description
-    annotations: annotations.csv    # .csv, .tsv or .jsonl (or set format: csv|tsv|jsonl)
+    annotations: annotations.csv    # .csv, .tsv or .jsonl (or set format: csv|tsv|jsonl); a glob;
+                                    # or a list of {path: train.csv, split: train} (fixed values)
+    # files: {glob: "*.wav", pattern: "(?P<speaker>..)_(?P<label>..)\\.wav"}   # instead: no table
     media_root: media               # default: the descriptor's folder
     columns:                        # field -> column; uid and label are required
-      uid: utt_id
+      uid: utt_id                   # or a template: "{session}_{conv}_{turn:03d}"
       dialogue_id: dialog           # default: every utterance is its own dialogue
       turn: turn                    # default: row order within the dialogue
-      speaker: speaker
+      speaker: speaker              # or {column: speakers, parse: list, join: " & "}
       text: transcript
       label: emotion
       audio: wav
