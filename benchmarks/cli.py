@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from .errors import MerbenchError
+from .progress import ProgressLines
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="merbench: multimodal emotion recognition methods under honest, named protocols.")
@@ -39,11 +40,13 @@ err_console = Console(stderr=True)
 
 
 class RichReporter:
-    """Runner reporter: one bar per extraction, one per (seed, fold) training."""
+    """Runner reporter: one bar per extraction, one per (seed, fold) training; plain lines (at
+    most one per task every ~10 s) when the bars are hidden because output is not a terminal."""
 
     def __init__(self, progress: Progress):
         self.p = progress
         self.tasks: dict[str, int] = {}
+        self.lines = None if not progress.disable else ProgressLines(lambda line: progress.console.print(line, markup=False))
 
     def _task(self, key: str, total: int, description: str):
         if key not in self.tasks:
@@ -54,13 +57,19 @@ class RichReporter:
         self.p.console.print(f"[dim]·[/dim] {message}")
 
     def progress(self, task: str, done: int, total: int) -> None:
+        if self.lines is not None:
+            self.lines.update(task, done, total)
+            return
         tid = self._task(task, total, task)
         self.p.update(tid, completed=done, total=total)
 
     def epoch(self, label: str, epoch: int, total: int, row: dict) -> None:
+        note = f"valid wF1 {row.get('valid_weighted_f1', float('nan')) * 100:.1f}"
+        if self.lines is not None:
+            self.lines.update(f"train {label} epochs", epoch, total, note)
+            return
         tid = self._task(label, total, f"train {label}")
-        self.p.update(tid, completed=epoch, total=total,
-                      description=f"train {label} · valid wF1 {row.get('valid_weighted_f1', float('nan')) * 100:.1f}")
+        self.p.update(tid, completed=epoch, total=total, description=f"train {label} · {note}")
 
     def warn(self, message: str) -> None:
         self.p.console.print(f"[yellow]warning:[/yellow] {message}")
@@ -432,8 +441,9 @@ def features_extract(dataset: str = typer.Argument(...),
     ext = build_extractor(extractor, device, batch_size, parse_options(option))
     corpus = get_dataset(dataset)(root).load()
     with _progress() as p:
-        task = p.add_task(f"extract {extractor}", total=len(corpus))
-        entry = extract_corpus(corpus, ext, workers=workers, progress=lambda d, t: p.update(task, completed=d, total=t))
+        reporter = RichReporter(p)
+        entry = extract_corpus(corpus, ext, workers=workers,
+                               progress=lambda d, t: reporter.progress(f"extract {extractor}", d, t))
     bad = bad_media(entry)
     console.print(f"{extractor}: {len(corpus)} utterances cached at {entry}" + (f", {len(bad)} unreadable" if bad else ""))
 

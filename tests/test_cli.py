@@ -88,6 +88,14 @@ def test_corrupt_wav_is_named(env, capsys, small_synthetic, tmp_path):
     assert result["bad_media"] == 1
 
 
+def test_extraction_prints_plain_progress_lines_when_not_a_terminal(env, capsys):
+    """Piped to a file (CI logs, nohup), a long extraction is not silent: plain progress lines."""
+    rc, out, err = run_cli(capsys, "features", "extract", "synthetic", "--extractor", "text-minilm")
+    assert rc == 0, err
+    progress = [line for line in out.splitlines() if line.startswith("extract text-minilm: ")]
+    assert progress and "(100%)" in progress[-1], out
+
+
 def test_wrong_feature_shape_is_a_clear_error(env, capsys, tmp_path):
     # Extract once, then damage the cached part: its pooled array loses a row.
     rc, _, err = run_cli(capsys, "features", "extract", "synthetic", "--extractor", "text-minilm")
