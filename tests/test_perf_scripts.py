@@ -92,3 +92,43 @@ def test_both_lstm_implementations_timed_side_by_side():
     from merbench import rnn
 
     assert rnn.IMPLEMENTATION == "fused"  # restored after timing
+
+
+def test_gpu_check_script_runs_a_tiny_suite_on_cpu(tmp_path, monkeypatch):
+    """benchmarks/perf/gpu_check.sh, tested on CPU with a tiny suite (the majority floor on mosi-2,
+    one seed: no features to extract): it writes the environment, the results, the leaderboard and
+    a summary naming each run's wall time, and exits with the sweep's status."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shared_data_or_skip()
+    repo = Path(__file__).resolve().parents[1]
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text("defaults: {seeds: 1, device: cpu}\nruns:\n  floor: {methods: [majority], protocols: [mosi-2], modalities: [t]}\n")
+    out = tmp_path / "check"
+    env = dict(os.environ, SUITE=str(suite), SKIP_INSTALL="1", MERBENCH_HOME=str(tmp_path / "home"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", str(repo / "benchmarks/perf/gpu_check.sh"), str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["environment"]["cuda_available"] in (True, False) and summary["sweep_exit_status"] == 0
+    [run] = summary["runs"]
+    assert (run["method"], run["protocol"], run["seed"]) == ("majority", "mosi-2", 0)
+    assert run["wall_time_s"] is not None and run["device"].startswith("cpu")
+    assert (out / "LEADERBOARD.md").read_text().count("majority") >= 1
+    assert "| majority | default | mosi-2 | t | 0 | " in (out / "summary.md").read_text()
+
+
+def test_gpu_summary_reads_nvidia_smi_samples(tmp_path):
+    from merbench.perf.gpu_summary import gpu_samples
+
+    f = tmp_path / "gpu_samples.csv"
+    f.write_text("2026/12/03 10:00:00.000, 0, 500, 143771\n2026/12/03 10:00:01.000, 80, 20480, 143771\n"
+                 "2026/12/03 10:00:02.000, 60, 18000, 143771\n2026/12/03 10:00:03.0")  # the last line cut by the kill
+    g = gpu_samples(f)
+    assert g["samples"] == 3 and g["peak_memory_mib"] == 20480 and g["memory_total_mib"] == 143771
+    assert g["mean_utilisation_pct"] == pytest.approx(140 / 3) and g["mean_utilisation_busy_pct"] == pytest.approx(70)
+    assert gpu_samples(tmp_path / "absent.csv") == {"samples": 0}
