@@ -153,7 +153,7 @@ def info(method: str = typer.Argument(..., help="method name"),
     mods = parse_modalities(modalities or [m for m in cls.modalities if not ds_cls or m in ds_cls.modalities])
     n_classes = len(proto.label_names) if proto else 4
     requests = cls.feature_requests(cfg, mods)
-    dims = feature_dims(requests)
+    dims = feature_dims(requests, ds_cls.name if ds_cls else None)
     inst = cls(cfg, mods, tuple(proto.label_names) if proto else tuple(f"c{i}" for i in range(n_classes)))
     n = inst.num_parameters(dims)
     fields = {"method": cls.name, "title": md.title, "authors": md.authors,
@@ -446,6 +446,45 @@ def features_extract(dataset: str = typer.Argument(...),
                                progress=lambda d, t: reporter.progress(f"extract {extractor}", d, t))
     bad = bad_media(entry)
     console.print(f"{extractor}: {len(corpus)} utterances cached at {entry}" + (f", {len(bad)} unreadable" if bad else ""))
+
+
+@features_app.command("export")
+def features_export(dataset: str = typer.Argument(...),
+                    extractor: str = typer.Option(..., "--extractor", "-e", help="bench list features"),
+                    fmt: str = typer.Option(..., "--format", help="npy-dir, json, dialogue-pickle, mmsa, table or "
+                                                                  "dataframe-pickle"),
+                    output: Path = typer.Option(..., "--output", help="folder to write the pack into"),
+                    level: str = typer.Option("pooled", "--level", help="pooled (D,) or frames (T, D)"),
+                    key: Optional[str] = typer.Option(None, "--key", help="field / file / column name in the pack "
+                                                                          "(default: the modality's name)"),
+                    root: Optional[Path] = typer.Option(None, "--root"),
+                    protocol: Optional[str] = typer.Option(None, "--protocol", "-p",
+                                                           help="whose first fold names each utterance's split"),
+                    device: str = typer.Option("cpu", "--device"),
+                    option: List[str] = typer.Option([], "--option", help="extractor option key=value (repeatable)")):
+    """Write one extractor's cached features of a corpus as a feature pack (extracting first if needed)."""
+    from .corpus import MODALITY_NAMES
+    from .features.packs.export import export
+    from .features.store import extract_corpus, load_table
+    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
+
+    if level not in ("pooled", "frames"):
+        raise MerbenchError(f"--level {level!r}", fix="use pooled or frames")
+    ext = build_extractor(extractor, device, None, parse_options(option))
+    adapter = get_dataset(dataset)
+    corpus = adapter(root).load()
+    fold = adapter.protocol(protocol).build(corpus).folds[0]
+    split_of = {u: s for s, uids in (("train", fold.train), ("valid", fold.valid), ("test", fold.test)) for u in uids}
+    with _progress() as p:
+        task = p.add_task(f"extract {extractor}", total=len(corpus))
+        entry = extract_corpus(corpus, ext, progress=lambda d, t: p.update(task, completed=d, total=t))
+    table = load_table(entry, frames=level == "frames")
+    key = key or MODALITY_NAMES[ext.modality]
+    path, n = export(corpus, table, fmt, output, key, level, split_of)
+    pack = {"t": "text-pack", "a": "audio-pack", "v": "video-pack"}[ext.modality]
+    console.print(f"{extractor} ({level}): {n} utterances written to {path}", highlight=False, soft_wrap=True)
+    console.print(f"read back with: features.{ext.modality}: {{extractor: {pack}, level: {level}, options: "
+                  f"{{path: {path}, format: {fmt}, key: {key}}}}}", highlight=False, soft_wrap=True, markup=False)
 
 
 # -- entry point --------------------------------------------------------------------------------

@@ -157,6 +157,11 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
             raise ConfigError(f"extractor {req.extractor} gives {MODALITY_NAMES[extractor.modality]} features, "
                               f"but the config uses it for {MODALITY_NAMES[m]}")
         reporter.stage(f"features: {req.extractor} ({MODALITY_NAMES[m]})")
+        pack_report = None
+        if getattr(extractor, "is_pack", False):  # features from files: match ids, check, report first
+            from .features.packs.check import check_pack
+
+            pack_report = check_pack(extractor, corpus, on_bad_media, reporter)
         entry = extract_corpus(corpus, extractor, progress=lambda d, t, n=req.extractor: reporter.progress(f"extract {n}", d, t))
         bad = bad_media(entry)
         if bad:
@@ -173,6 +178,8 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
         names[m] = f"{req.label()}@v{extractor.version}"
         settings[m] = {"cache_key": Path(entry).name, "corpus": Path(entry).parent.parent.name,
                        "settings": json.loads(json.dumps(extractor.settings(), sort_keys=True, default=str))}
+        if pack_report is not None:
+            settings[m]["pack"] = json.loads(json.dumps(pack_report, default=str))
     return tables, names, n_bad, settings
 
 
@@ -197,9 +204,16 @@ def _result_feature_keys(path: Path) -> dict[str, str] | None:
         return None
 
 
-def feature_dims(requests: dict) -> dict[str, int]:
-    """modality -> input size of each requested feature, without extracting anything."""
-    return {m: make_extractor(r).output_dim(r.level) for m, r in requests.items()}
+def feature_dims(requests: dict, dataset: str | None = None) -> dict[str, int]:
+    """modality -> input size of each requested feature, without extracting anything (``dataset``:
+    the corpus, for extractors that read per-corpus files, e.g. a feature pack whose path names it)."""
+    dims = {}
+    for m, r in requests.items():
+        extractor = make_extractor(r)
+        if dataset and hasattr(extractor, "bind"):
+            extractor.bind(dataset)
+        dims[m] = extractor.output_dim(r.level)
+    return dims
 
 
 def split_data(name: str, uids: Sequence[str], corpus: Corpus, tables: dict[str, FeatureTable],

@@ -15,4 +15,8 @@ BUILTIN_FEATURES = {
     "audio-emotion2vec": "merbench.features.emotion2vec:Emotion2VecExtractor",
     "video-hf": "merbench.features.vision_hf:HFVisionExtractor",
     "text-context": "merbench.features.text_context:TextContextExtractor",
+    # features computed elsewhere, read from files (merbench.features.packs)
+    "text-pack": "merbench.features.packs.extractor:TextPack",
+    "audio-pack": "merbench.features.packs.extractor:AudioPack",
+    "video-pack": "merbench.features.packs.extractor:VideoPack",
 }

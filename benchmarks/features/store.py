@@ -149,6 +149,8 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
 
     ``workers`` > 1 extracts parts in that many processes (each part is its own file, so
     they never write the same place); the extractor is pickled to them."""
+    if hasattr(extractor, "bind"):
+        extractor.bind(corpus.name)  # e.g. a feature pack whose path names {dataset}
     entry = entry_dir(corpus, extractor, cache)
     entry.mkdir(parents=True, exist_ok=True)
     with file_lock(entry / ".lock"):

@@ -1,0 +1,281 @@
+"""Feature packs: features computed elsewhere, read from files, and the suite's own written as packs.
+
+Every format is tested on a round trip over a small synthetic corpus (export with the CLI, read
+back: identical arrays, identical run result), and every way a pack can be wrong gives a clear
+error naming the file and the ids.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from merbench.cli import main
+from merbench.corpus import Utterance
+from merbench.errors import MerbenchError
+from merbench.features.packs import Pack, PackError
+from merbench.features.packs.ids import map_ids
+from merbench.features.packs.labels import compare_labels
+
+SOURCE = "audio-logmel"  # cheap, with both levels
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """8 dialogues (66 utterances) of the synthetic corpus and a feature cache shared by this module."""
+    from merbench.datasets.synthetic.generator import generate
+
+    base = tmp_path_factory.mktemp("packs")
+    generate(base / "data" / "synthetic", n_dialogues=8, seed=0, workers=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MERBENCH_DATA", str(base / "data"))
+        mp.setenv("MERBENCH_HOME", str(base / "home"))
+        yield base
+
+
+def cli(capsys, *args):
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def corpus():
+    from merbench.registry import get_dataset
+
+    return get_dataset("synthetic")().load()
+
+
+def source_table(level="pooled"):
+    from merbench.features.store import extract_corpus, load_table
+    from merbench.registry import get_feature
+
+    c = corpus()
+    return load_table(extract_corpus(c, get_feature(SOURCE)()), frames=level == "frames")
+
+
+def read_back(options, level="pooled", on_bad_media="error", reporter=None):
+    """The pack's features as the runner reads them: check, extract into the cache, load."""
+    from merbench.features.packs.check import check_pack
+    from merbench.features.packs.extractor import AudioPack
+    from merbench.features.store import extract_corpus, load_table
+
+    c = corpus()
+    ext = AudioPack(**options)
+    report = check_pack(ext, c, on_bad_media, reporter)
+    return load_table(extract_corpus(c, ext), frames=level == "frames"), report
+
+
+def export(capsys, tmp_path, fmt, level="pooled"):
+    out = tmp_path / f"pack-{fmt}-{level}"
+    rc, stdout, err = cli(capsys, "features", "export", "synthetic", "-e", SOURCE, "--format", fmt, "--level", level,
+                          "--output", out)
+    assert rc == 0, err
+    path = stdout.split("options: {path: ")[1].split(",")[0]
+    return {"path": path, "format": fmt, "key": "audio"}
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt,level", [("npy-dir", "pooled"), ("npy-dir", "frames"), ("json", "pooled"),
+                                       ("json", "frames")])
+def test_round_trip_gives_identical_arrays(synth, capsys, tmp_path, fmt, level):
+    opts = export(capsys, tmp_path, fmt, level)
+    got, report = read_back(opts, level)
+    want = source_table(level)
+    assert got.uids == want.uids and report["matched"] == len(want.uids) and report["missing"] == 0
+    if level == "pooled":
+        np.testing.assert_array_equal(got.pooled, want.pooled)
+    else:
+        assert len(got.frames) == len(want.frames)
+        for a, b in zip(got.frames, want.frames):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(got.pooled, np.stack([f.mean(0) for f in want.frames]))
+        assert report["frames"]["min"] == min(len(f) for f in want.frames)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["npy-dir", "json"])
+def test_run_on_a_pack_gives_the_same_result_as_on_the_extractor(synth, capsys, tmp_path, fmt):
+    from merbench.results import read_result
+    from merbench.runner import RunRequest, run
+
+    opts = export(capsys, tmp_path, fmt)
+    base = dict(method="mlp", dataset="synthetic", modalities="a", seeds=[0], epochs=1)
+    ref = run(RunRequest(**base, results_dir=tmp_path / "ref", overrides=[f"features.a={SOURCE}"]))[0]
+    req = json.dumps({"extractor": "audio-pack", "options": opts})
+    got = run(RunRequest(**base, results_dir=tmp_path / "pack", overrides=[f"features.a={req}"]))[0]
+    a, b = read_result(ref), read_result(got)
+    assert a.test == b.test
+    assert ref.with_suffix(".predictions.csv").read_text() == got.with_suffix(".predictions.csv").read_text()
+    assert b.features["a"].startswith("audio-pack[") and b.feature_settings["a"]["pack"]["matched"] == 66
+    assert b.feature_settings["a"]["settings"]["fingerprint"]
+
+
+def test_an_edited_pack_is_read_again(synth, capsys, tmp_path):
+    from merbench.features.packs.extractor import AudioPack
+
+    opts = export(capsys, tmp_path, "npy-dir")
+    before = AudioPack(**opts).settings()
+    f = sorted((tmp_path / "pack-npy-dir-pooled" / "audio").glob("*.npy"))[0]
+    np.save(f, np.load(f) + 1)
+    after = AudioPack(**opts).settings()
+    assert before["fingerprint"] != after["fingerprint"] and before["path"] == after["path"]
+
+
+def test_path_expands_data_and_dataset(synth, capsys, tmp_path, monkeypatch):
+    from merbench.features.packs.extractor import AudioPack
+
+    opts = export(capsys, tmp_path, "json")
+    target = synth / "data" / "synthetic-packs"
+    shutil.copytree(tmp_path / "pack-json-pooled", target)
+    monkeypatch.setenv("PACKNAME", "audio.json")
+    ext = AudioPack(path="{data}/{dataset}-packs/$PACKNAME")
+    ext.bind("synthetic")
+    assert ext.path == target / "audio.json"
+    got, _ = read_back({"path": "{data}/{dataset}-packs/$PACKNAME"})
+    np.testing.assert_array_equal(got.pooled, source_table().pooled)
+
+
+# -- bad packs: a clear error naming the file and the ids ---------------------------------------
+
+@pytest.fixture
+def npy_pack(synth, capsys, tmp_path):
+    opts = export(capsys, tmp_path, "npy-dir")
+    return opts, tmp_path / "pack-npy-dir-pooled" / "audio"
+
+
+def test_missing_ids_are_named_and_masked_only_when_asked(npy_pack):
+    opts, folder = npy_pack
+    (folder / "d0003_t02.npy").unlink()
+    (folder / "d0005_t00.npy").unlink()
+    with pytest.raises(PackError, match=r"2 utterances have no usable entry.*d0003_t02.*d0005_t00") as e:
+        read_back(opts)
+    assert str(folder) in str(e.value) and "--on-bad-media zero" in e.value.fix
+    got, report = read_back(opts, on_bad_media="zero")
+    assert report["missing_first"] == ["d0003_t02", "d0005_t00"]
+    gone = [got.uids.index("d0003_t02"), got.uids.index("d0005_t00")]
+    assert not got.valid[gone].any() and got.valid.sum() == len(got.uids) - 2
+    assert not got.pooled[gone].any()
+
+
+def test_extra_ids_are_named(npy_pack):
+    opts, folder = npy_pack
+    np.save(folder / "d0099_t00.npy", np.zeros(128, dtype=np.float32))
+    with pytest.raises(PackError, match=r"1 pack entries name no utterance of corpus synthetic.*d0099_t00") as e:
+        read_back(opts)
+    assert str(folder) in str(e.value)
+    got, report = read_back({**opts, "extra": "ignore"})
+    assert report["extra_first"] == ["d0099_t00"] and len(got.uids) == 66
+
+
+def test_wrong_dimension_names_the_file(npy_pack):
+    opts, folder = npy_pack
+    np.save(folder / "d0002_t01.npy", np.zeros(127, dtype=np.float32))
+    with pytest.raises(PackError, match=r"d0002_t01 \(.*d0002_t01\.npy: entry 'd0002_t01' has 127 dimensions, "
+                                        r"the pack 128\)"):
+        read_back(opts)
+    with pytest.raises(PackError, match=r"66 utterances have no usable entry"):
+        read_back({**opts, "dim": 100})  # a stated size every entry must have
+
+
+def test_nan_entries_are_named(npy_pack):
+    opts, folder = npy_pack
+    v = np.load(folder / "d0001_t00.npy")
+    v[3] = np.nan
+    np.save(folder / "d0001_t00.npy", v)
+    with pytest.raises(PackError, match=r"d0001_t00 \(.*d0001_t00\.npy: entry 'd0001_t00' has NaN or inf"):
+        read_back(opts)
+    got, report = read_back(opts, on_bad_media="zero")
+    assert report["nonfinite_first"] == ["d0001_t00"] and np.isfinite(got.pooled).all()
+
+
+def test_no_matching_ids_says_what_keys_look_like(npy_pack):
+    opts, folder = npy_pack
+    for f in folder.glob("*.npy"):
+        f.rename(folder / f"clip-{f.name}")
+    with pytest.raises(PackError, match=r"no pack key matches.*clip-d0000_t00.*d0000_t00"):
+        read_back(opts)
+    got, report = read_back({**opts, "ids": "clip-{uid} -> {uid}"})
+    assert report["ids"] == "clip-{uid} -> {uid}" and report["matched"] == 66
+
+
+def test_a_run_stops_before_training_on_a_bad_pack(npy_pack, capsys):
+    opts, folder = npy_pack
+    (folder / "d0004_t01.npy").unlink()
+    req = json.dumps({"extractor": "audio-pack", "options": opts})
+    rc, out, err = cli(capsys, "run", "mlp", "synthetic", "--modalities", "a", "--seed", "0", "--epochs", "1",
+                       "--set", f"features.a={req}", "--results-dir", folder.parent / "r")
+    assert rc == 2 and "d0004_t01" in err and str(folder) in err and "Traceback" not in err
+    assert not (folder.parent / "r").exists()
+
+
+# -- id mapping ---------------------------------------------------------------------------------
+
+def utts(*uids, dialogue=lambda u: u.rsplit("_", 1)[0]):
+    return [Utterance(uid=u, dialogue_id=dialogue(u), turn=i, speaker="A") for i, u in enumerate(uids)]
+
+
+def keyed(keys, split=None):
+    p = Pack(source="pack.json", format="json")
+    for k in keys:
+        p.add(k, np.zeros(2))
+        if split:
+            p.split[k] = split[k]
+    return p
+
+
+def test_meld_keys_need_the_split_from_the_folder_or_the_key():
+    ours = utts("train/dia0_utt0", "train/dia0_utt1", "dev/dia0_utt0", dialogue=lambda u: u.split("_")[0])
+    pack = keyed(["train/dia0_utt0", "train/dia0_utt1", "val/dia0_utt0"])
+    m = map_ids(pack, ours)
+    assert m.scheme == "meld" and m.to_uid["val/dia0_utt0"] == "dev/dia0_utt0" and not m.missing
+    pack = keyed(["dia0_utt0", "dia0_utt1"], split={"dia0_utt0": "train_splits", "dia0_utt1": "train_splits"})
+    m = map_ids(pack, ours, "meld")
+    assert m.to_uid == {"dia0_utt0": "train/dia0_utt0", "dia0_utt1": "train/dia0_utt1"} and m.missing == ["dev/dia0_utt0"]
+
+
+def test_meld_dialogue_order_uses_the_split_lists_and_our_turn_order():
+    ours = [Utterance(uid=f"{s}/dia{d}_utt{u}", dialogue_id=f"{s}/dia{d}", turn=u, speaker="A")
+            for s, d, us in (("train", 0, (0, 1)), ("train", 1, (0,)), ("test", 0, (0, 2)))
+            for u in us]  # test dia0 has no utt1: positions follow our turn order
+    pack = Pack(source="meld.pkl", format="dialogue-pickle")
+    for d, n in ((0, 2), (1, 1), (7, 2)):
+        for pos in range(n):
+            pack.add(f"{d}#{pos}", np.zeros(2))
+            pack.dialogue[f"{d}#{pos}"] = (d, pos)
+    pack.dialogue_split = {0: "train", 1: "train", 7: "test"}
+    m = map_ids(pack, ours)
+    assert m.scheme == "meld" and m.to_uid["7#1"] == "test/dia0_utt2" and not m.extra and not m.missing
+
+
+def test_mosi_and_iemocap_spellings():
+    ours = utts("03bSnISJMiM_1", "03bSnISJMiM_10")
+    assert map_ids(keyed(["03bSnISJMiM$_$1", "03bSnISJMiM$_$10"]), ours).to_uid["03bSnISJMiM$_$10"] == "03bSnISJMiM_10"
+    assert map_ids(keyed(["03bSnISJMiM[1]", "03bSnISJMiM[10]"]), ours, "mosi").missing == []
+    ours = utts("Ses01F_impro01_F000", "Ses01F_impro01_M000")
+    m = map_ids(keyed(["Session1/Ses01F_impro01_F000", "Session1/Ses01F_impro01_M000"]), ours)
+    assert m.scheme == "iemocap" and not m.missing
+
+
+def test_two_keys_for_one_utterance_and_unknown_schemes_are_errors():
+    ours = utts("a_1")
+    with pytest.raises(PackError, match=r"'a\$_\$1' and 'a\[1\]' both map to utterance a_1"):
+        map_ids(keyed(["a$_$1", "a[1]"]), ours, "mosi")
+    with pytest.raises(PackError, match="unknown ids scheme 'mels'"):
+        map_ids(keyed(["a_1"]), ours, "mels")
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+def test_label_comparison_accepts_other_spellings_and_merges_but_not_disagreement():
+    corpus_labels = {"u1": "happy", "u2": "excited", "u3": "sad", "u4": "sad"}
+    assert compare_labels({"u1": 0, "u2": 0, "u3": 1, "u4": 1}, corpus_labels)["disagree"] == []
+    assert compare_labels({"u1": "hap", "u2": "hap", "u3": "sad", "u4": "sad"}, corpus_labels)["disagree"] == []
+    res = compare_labels({"u1": 0, "u2": 0, "u3": 1, "u4": 0}, corpus_labels)
+    assert res["disagree"] == [("u4", 0, "sad")]
+    res = compare_labels({"u1": 1.5, "u2": -0.4}, {"u1": "2", "u2": "0"}, {"u1": 1.5, "u2": 0.4})
+    assert [d[0] for d in res["disagree"]] == ["u2"]
