@@ -59,7 +59,7 @@ class PackExtractor(FeatureExtractor):
     batch_size = 512
     is_pack: ClassVar[bool] = True
 
-    def __init__(self, path: str, format: str | None = None, key: str | int | None = None, ids: str = "auto",
+    def __init__(self, path: str | None = None, format: str | None = None, key: str | int | None = None, ids: str = "auto",
                  extra: str = "error", labels: str = "check", dim: int | None = None):
         if not path:
             raise ConfigError(f"{self.name}: the option path is required",
