@@ -141,6 +141,7 @@ def info(method: str = typer.Argument(..., help="method name"),
     """Metadata, modalities and parameter count of a method."""
     from .config import method_config, variants
     from .corpus import parse_modalities
+    from .features.text import architecture_only
     from .registry import get_method
     from .runner import feature_dims
     from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
@@ -155,7 +156,8 @@ def info(method: str = typer.Argument(..., help="method name"),
     requests = cls.feature_requests(cfg, mods)
     dims = feature_dims(requests, ds_cls.name if ds_cls else None)
     inst = cls(cfg, mods, tuple(proto.label_names) if proto else tuple(f"c{i}" for i in range(n_classes)))
-    n = inst.num_parameters(dims)
+    with architecture_only():  # a fine-tuned encoder's size needs its architecture, not its weights
+        n = inst.num_parameters(dims)
     fields = {"method": cls.name, "title": md.title, "authors": md.authors,
               "venue": f"{md.venue} {md.year or ''}".strip(), "code": md.code_url, "paper": md.paper_url,
               "modalities": ",".join(cls.modalities), "unit": cls.unit,

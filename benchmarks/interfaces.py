@@ -52,6 +52,10 @@ class MethodMetadata:
     # the variant whose reported numbers they stand beside, as pairs: (("cpu", "default"),). The
     # leaderboard shows the paper's number beside such a row and says it is the budget variant.
     budget_variants: tuple[tuple[str, str], ...] = ()
+    # Variants that run the paper's model on the paper's own published features (feature packs) at
+    # its dimensions and hyper-parameters -> the variant whose reported numbers they reproduce:
+    # (("paper", "default"),). The leaderboard shows the paper's number beside such a row.
+    paper_variants: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

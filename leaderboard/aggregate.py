@@ -68,6 +68,9 @@ class PaperNumber:
 
     headline: Any | None  # merbench.interfaces.ReportedResult for the headline metric, if reported
     all: tuple[Any, ...] = ()  # every matching ReportedResult (any metric), in declared order
+    # How the row runs the paper's model when its variant is not the reported one: "budget" (a
+    # smaller training budget) or "paper" (the paper's own features and hyper-parameters).
+    via: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,20 +166,24 @@ def reported_for(method_cls: Any, dataset: str, protocol: str, modalities: str,
     meta = getattr(method_cls, "metadata", None)
     reported = tuple(getattr(meta, "reported", ()) or ())
     budget = dict(getattr(meta, "budget_variants", ()) or ())
-    paper_variant = budget.get(variant or "default", variant or "default")
+    own_features = dict(getattr(meta, "paper_variants", ()) or ())
+    variant = variant or "default"
+    paper_variant = own_features.get(variant, budget.get(variant, variant))
+    via = "" if paper_variant == variant else ("paper" if variant in own_features else "budget")
     matches = tuple(
         r for r in reported
         if getattr(r, "dataset", None) == dataset and getattr(r, "protocol", None) == protocol
         # An empty modality key on a reported number means "whatever the paper used".
         and (not getattr(r, "modalities", "") or _same_modalities(r.modalities, modalities))
         # A number for one variant (e.g. B-MM) belongs only beside that variant's row, or beside a
-        # budget variant that runs the same model (metadata.budget_variants).
+        # variant that runs the same model on a smaller budget (metadata.budget_variants) or on the
+        # paper's own features (metadata.paper_variants).
         and (getattr(r, "variant", "default") or "default") == paper_variant
     )
     if not matches:
         return None
     headline = next((r for r in matches if r.metric == headline_metric), None)
-    return PaperNumber(headline, matches)
+    return PaperNumber(headline, matches, via)
 
 
 class _PaperCache:

@@ -98,16 +98,19 @@ def _paper_cell(row: LeaderboardRow, notes: _Footnotes) -> str:
             text += f" ({h.note})"
         if also:
             text += f"; the paper also reports {also}"
-        return f"{h.value:.2f}{notes.ref(text + _budget_note(row, h))}"
+        return f"{h.value:.2f}{notes.ref(text + _variant_note(row, h))}"
     text = (f"{row.method}: the paper reports no {metric_label(row.headline_metric)} for this protocol, "
             f"only {also}")
-    return f"{DASH}{notes.ref(text + _budget_note(row, p.all[0]))}"
+    return f"{DASH}{notes.ref(text + _variant_note(row, p.all[0]))}"
 
 
-def _budget_note(row: LeaderboardRow, reported) -> str:
+def _variant_note(row: LeaderboardRow, reported) -> str:
     paper_variant = getattr(reported, "variant", "default") or "default"
     if paper_variant == (row.variant or "default"):
         return ""
+    if row.paper is not None and row.paper.via == "paper":
+        return (f"; our row is `{row.variant}`: the paper's model (`{paper_variant}`) on the paper's own "
+                f"published features, at its dimensions and hyper-parameters")
     return (f"; our row is `{row.variant}`, a smaller training budget of the paper's model "
             f"(`{paper_variant}`), so it is not a full reproduction")
 

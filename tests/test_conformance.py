@@ -109,5 +109,5 @@ def test_metadata_is_complete(name):
         assert 0 < r.value <= 100 and r.metric in ("accuracy", "ua", "weighted_f1", "macro_f1") and r.source
     # A budget variant must exist, and stand in for the default or another existing variant.
     known = set(variants(cls.config_dir)) | {"default"}
-    for budget, paper_variant in cls.metadata.budget_variants:
+    for budget, paper_variant in cls.metadata.budget_variants + cls.metadata.paper_variants:
         assert budget in known and paper_variant in known and budget != paper_variant, (budget, paper_variant)

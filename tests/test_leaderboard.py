@@ -300,3 +300,24 @@ def test_budget_variant_row_gets_the_paper_number_with_a_note(tmp_path):
     note = re.search(r"\[\^(\d+)\]", rows["cpu"][-1]).group(1)
     assert re.search(rf"^\[\^{note}\]: .*our row is `cpu`, a smaller training budget", md, re.M)
     assert rows["other"][-1] == "—"  # a variant not declared as a budget of the paper's model
+
+
+def test_paper_variant_row_gets_the_paper_number_as_a_reproduction(tmp_path):
+    class WithPacks(FakeMethod):
+        metadata = MethodMetadata(title="Beta net", reported=FakeMethod.metadata.reported,
+                                  budget_variants=(("cpu", "default"),), paper_variants=(("paper", "default"),))
+
+    for seed, s in enumerate(SCORES["beta"]):
+        for variant in ("paper", "cpu"):
+            write_result(tmp_path, run("beta", seed, metrics(*s), variant=variant))
+    md = render_markdown(tmp_path, method_lookup=lambda name: WithPacks)
+    rows = {r[1]: r for r in table_rows(md, "## synthetic / synthetic-dialogue")}
+    assert re.fullmatch(r"73\.40\[\^\d+\]", rows["paper"][-1])
+    paper_note = re.search(r"\[\^(\d+)\]", rows["paper"][-1]).group(1)
+    budget_note = re.search(r"\[\^(\d+)\]", rows["cpu"][-1]).group(1)
+    note_text = re.search(rf"^\[\^{paper_note}\]: (.*)$", md, re.M).group(1)
+    assert "the paper's own published features" in note_text and "smaller training budget" not in note_text
+    assert re.search(rf"^\[\^{budget_note}\]: .*our row is `cpu`, a smaller training budget", md, re.M)
+    section = aggregate(tmp_path, method_lookup=lambda name: WithPacks).sections[0]
+    by_variant = {r.variant: r for r in section.rows}
+    assert by_variant["paper"].paper.via == "paper" and by_variant["cpu"].paper.via == "budget"

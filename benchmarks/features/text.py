@@ -11,6 +11,8 @@ look like unreadable media.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 from typing import Any, Sequence
@@ -25,6 +27,37 @@ MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 _MODELS: dict[tuple, Any] = {}  # one loaded model per (kind, name, device) and process
 _LOCK = threading.Lock()
+
+# Published architectures of the encoders the papers name, so that sizes and parameter counts
+# need no weights: name -> transformers config class and its arguments (BertConfig's defaults
+# are bert-base-uncased's).
+KNOWN_ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {"bert-base-uncased": ("BertConfig", {})}
+_ARCHITECTURE_ONLY = contextvars.ContextVar("merbench_architecture_only", default=False)
+
+
+def known_config(name: str):
+    """The transformers config of a known encoder name, or None."""
+    if name not in KNOWN_ARCHITECTURES:
+        return None
+    import transformers
+
+    cls_name, kwargs = KNOWN_ARCHITECTURES[name]
+    return getattr(transformers, cls_name)(**kwargs)
+
+
+@contextlib.contextmanager
+def architecture_only():
+    """Inside, a fine-tuned encoder with a known architecture is built from it with random weights
+    instead of loading its weights: for counting parameters (``bench info``), never for training."""
+    token = _ARCHITECTURE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _ARCHITECTURE_ONLY.reset(token)
+
+
+def architecture_only_active() -> bool:
+    return _ARCHITECTURE_ONLY.get()
 
 
 def _offline() -> None:
@@ -148,6 +181,9 @@ class HFTextExtractor(FeatureExtractor):
 
     def output_dim(self, level: str = "pooled") -> int:
         """The encoder's hidden size (both levels), read from its config without loading weights."""
+        known = known_config(self.model_name)
+        if known is not None:
+            return int(known.hidden_size)
         _offline()
         from transformers import AutoConfig
 

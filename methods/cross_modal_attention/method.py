@@ -127,6 +127,7 @@ class CrossModalAttentionMethod(RawTextMixin, TorchMethod):
         code_url=CODE_URL,
         bibtex=BIBTEX,
         reported=REPORTED,
+        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
         description="A BERT-style text encoder fine-tuned end to end (pooled -> 512) is the query of multi-head "
                     "attention over audio and visual features (BatchNorm branches -> 256); fusion "
                     "[text + attended audio + attended visual; audio; visual] -> 512 -> 256 -> classes; focal "
@@ -186,13 +187,20 @@ class CrossModalAttentionMethod(RawTextMixin, TorchMethod):
     # -- model and loss ----------------------------------------------------------------------
     def build_model(self, input_dims, num_classes):
         m = self.config.get("model") or {}
+        groups = m.get("audio_groups")
+        if groups and "a" in self.feature_modalities:
+            widths = [int(g[0]) for g in groups]
+            if sum(widths) != input_dims["a"]:
+                raise ConfigError(f"method {self.name}: model.audio_groups input widths {widths} sum to {sum(widths)}, "
+                                  f"but the audio features have {input_dims['a']} columns",
+                                  fix="give the audio feature columns in the groups' order (paper: V1 512 | V3 25, V4 25)")
         encoder = None if self.frozen_text else encoder_from_config(self.config.get("encoder"))
         return CrossModalAttentionNet(
             encoder, {k: input_dims[k] for k in self.feature_modalities},
             num_classes, text_dim=int(m.get("text_dim", 512)), audio_dim=int(m.get("audio_dim", 256)),
             visual_dim=int(m.get("visual_dim", 256)), heads=int(m.get("heads", 8)),
             dropout=float(m.get("dropout", 0.3)), attention=str(m.get("attention", "utterance")),
-            kv_input=str(m.get("kv_input", "pad")))
+            kv_input=str(m.get("kv_input", "pad")), audio_groups=m.get("audio_groups"))
 
     def loss(self, outputs, batch):
         return focal_loss(self.logits(outputs), batch["labels"], gamma=self.gamma, alpha=self.alpha)

@@ -7,6 +7,10 @@ of two MultiheadAttention(512, 8 heads) blocks, over audio and over visual (256-
 zero-padded to 512, as in the original, or projected by a linear layer). Fusion
 [text + att_a + att_v (512); audio (256); visual (256)] -> 512 -> 256 -> C.
 
+``audio_groups`` (variant paper): the audio vector is the original's columns side by side
+(V1 512 | V3 25, V4 25); each group gets its own Linear -> ReLU -> BatchNorm (512 -> 256,
+50 -> 128), then Linear(384, 256) -> ReLU -> dropout, exactly the original's audio branch.
+
 ``attention="utterance"`` (the original): one pooled vector per modality, so each attention has a
 single key and its softmax weight is identically 1; the block reduces to a linear map of the
 audio (visual) vector. ``attention="sequence"``: every text token attends over the audio frames
@@ -14,6 +18,8 @@ and the video frames (key padding masks), and the attended tokens are mean-poole
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,13 +77,37 @@ class FrameBranch(nn.Module):
         return self.tail(out)
 
 
+class GroupedBranch(nn.Module):
+    """The original's audio branch over one vector that concatenates feature groups (V1 | V3;V4):
+    each group Linear -> ReLU -> BatchNorm to its own width, the results concatenated, then
+    Linear -> ReLU -> Dropout. ``groups``: (input width, output width) per group, in column order."""
+
+    def __init__(self, groups: Sequence[Sequence[int]], out_dim: int, dropout: float):
+        super().__init__()
+        self.widths = [int(g[0]) for g in groups]
+        self.parts = nn.ModuleList(FrameBranch(int(w), int(o), nn.Identity()) for w, o in groups)
+        self.combine = nn.Sequential(nn.Linear(sum(int(o) for _, o in groups), out_dim), nn.ReLU(), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 2:
+            raise ValueError("grouped audio features are pooled vectors; attention 'sequence' needs frames")
+        chunks = torch.split(x, self.widths, dim=-1)
+        return self.combine(torch.cat([part(c) for part, c in zip(self.parts, chunks)], dim=-1))
+
+
 class CrossModalAttentionNet(nn.Module):
     def __init__(self, encoder: TextEncoder | None, input_dims: dict[str, int], num_classes: int,
                  text_dim: int = 512, audio_dim: int = 256, visual_dim: int = 256, heads: int = 8,
-                 dropout: float = 0.3, attention: str = "utterance", kv_input: str = "pad"):
+                 dropout: float = 0.3, attention: str = "utterance", kv_input: str = "pad",
+                 audio_groups: Sequence[Sequence[int]] | None = None):
         super().__init__()
         if attention not in ("utterance", "sequence"):
             raise ValueError(f"attention must be 'utterance' or 'sequence', not {attention!r}")
+        if audio_groups and "a" in input_dims:
+            if attention != "utterance":
+                raise ValueError("model.audio_groups splits pooled audio vectors; it needs attention 'utterance'")
+            if sum(int(g[0]) for g in audio_groups) != input_dims["a"]:
+                raise ValueError(f"model.audio_groups widths do not sum to the audio width {input_dims['a']}")
         if kv_input not in ("pad", "linear"):
             raise ValueError(f"kv_input must be 'pad' or 'linear', not {kv_input!r}")
         unknown = set(input_dims) - ({"a", "v"} if encoder is not None else {"t", "a", "v"})
@@ -99,8 +129,11 @@ class CrossModalAttentionNet(nn.Module):
             out = audio_dim if m == "a" else visual_dim
             # Audio: the original's V1 sub-branch (Linear, ReLU, BN) then its combining layer
             # (Linear, ReLU, dropout); visual: Linear, ReLU, BN, dropout.
-            tail = nn.Sequential(nn.Linear(out, out), nn.ReLU(), nn.Dropout(dropout)) if m == "a" else nn.Dropout(dropout)
-            self.branch[m] = FrameBranch(input_dims[m], out, tail)
+            if m == "a" and audio_groups:
+                self.branch[m] = GroupedBranch(audio_groups, out, dropout)
+            else:
+                tail = nn.Sequential(nn.Linear(out, out), nn.ReLU(), nn.Dropout(dropout)) if m == "a" else nn.Dropout(dropout)
+                self.branch[m] = FrameBranch(input_dims[m], out, tail)
             self.attend[m] = nn.MultiheadAttention(text_dim, heads, batch_first=True)
             if kv_input == "linear":
                 self.kv[m] = nn.Linear(out, text_dim)

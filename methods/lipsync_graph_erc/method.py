@@ -132,6 +132,7 @@ class LipSyncGraphERCMethod(TorchMethod):
         paper_url=PAPER_URL,
         bibtex=BIBTEX,
         reported=REPORTED,
+        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
         description="Per-dialogue utterance graphs (cosine kNN + temporal + same-speaker edges): a 4-layer GAT text "
                     "teacher distilled (KL) into GraphConv audio and GAT visual students; their node states feed a "
                     "hierarchical attention fusion (gates, in-dialogue alignment, adaptive fusion gate, cross-modal "

@@ -34,6 +34,7 @@ class MIUSTMethod(TorchMethod):
         bibtex=BIBTEX,
         reported=(),  # the repository publishes no scores
         budget_variants=(("cpu", "default"),),  # variants/cpu.yaml: same model, capped epochs / frames
+        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
         description="Four BiLSTMs over word-level text and frame-level speech, attention pooling, "
                     "text<->speech cross-attention, CMD alignment between the branches and two "
                     "auxiliary unimodal heads. Single-modality runs train that modality's own branch "

@@ -64,6 +64,7 @@ class MultiFocusBLSTMMethod(TorchMethod):
         bibtex=BIBTEX,
         reported=REPORTED,
         budget_variants=(("cpu", "default"),),  # variants/cpu.yaml: same model, capped epochs / frames
+        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
         description="2-layer BiLSTMs over lexical token states and acoustic frames, context-attention "
                     "pooling, and a gated multimodal unit fusing the two utterance vectors; the fused model "
                     "starts from the trained unimodal models. Variants: B-MM (mean pools concatenated), "

@@ -22,6 +22,7 @@ from torch import nn
 
 from merbench.errors import ConfigError, MerbenchError
 from merbench.features.text import _offline  # offline hub settings, quiet weight loading
+from merbench.features.text import architecture_only_active, known_config
 
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 TINY = "tiny-random-bert"
@@ -67,6 +68,14 @@ def load_encoder(name: str, pooling: str = "pooler") -> nn.Module:
         raise ConfigError(f"encoder.pooling {pooling!r} is unknown", fix=f"use one of {', '.join(POOLINGS)}")
     if name == TINY:
         return _tiny_bert(pooling == "pooler")
+    known = known_config(name) if architecture_only_active() else None
+    if known is not None:  # counting parameters only: the published architecture, random weights
+        from transformers import AutoModel
+
+        try:
+            return AutoModel.from_config(known, add_pooling_layer=pooling == "pooler")
+        except TypeError:
+            return AutoModel.from_config(known)
     _offline()
     from transformers import AutoModel
 

@@ -1,0 +1,150 @@
+"""The `paper` variant of each paper method: the original's model at the paper's own feature sizes
+with the original's hyper-parameters. Expected parameter counts are written out here from the
+originals' layer shapes (read from their code: HANLM15/MIUST model.py, CS772-Project
+MMClassifiers.ipynb, BLANK-2340 Emotion_recgno_MELD.py, multimodalERC multiattn.py), never taken
+from our modules."""
+
+from __future__ import annotations
+
+import pytest
+
+from merbench.config import method_config
+from merbench.registry import get_method
+
+
+# -- layer shapes ------------------------------------------------------------------------------
+
+def linear(i: int, o: int) -> int:
+    return i * o + o
+
+
+def layer_norm(d: int) -> int:  # also BatchNorm1d: weight and bias (running stats are buffers)
+    return 2 * d
+
+
+def bilstm(i: int, h: int, layers: int) -> int:
+    """nn.LSTM(i, h, layers, bidirectional=True): per layer and direction W_ih, W_hh, b_ih, b_hh."""
+    return sum(2 * (4 * h * ((i if n == 0 else 2 * h) + h) + 8 * h) for n in range(layers))
+
+
+def mha(d: int) -> int:  # nn.MultiheadAttention(d, heads): in_proj (3d x d + 3d) and out_proj
+    return 3 * d * d + 3 * d + linear(d, d)
+
+
+def miust(classes: int, fusion_hidden: int, text: int = 768, audio: int = 768) -> int:
+    lstms = 2 * bilstm(text, 128, 2) + 2 * bilstm(audio, 128, 2)  # L1, L11 (text); L2, L22 (audio)
+    pools = 6 * (256 * 4 + 4)  # W 256x4 and u 4 per attention pooling
+    cross = 2 * mha(256)
+    fusion = linear(6 * 256, fusion_hidden) + linear(fusion_hidden, classes)
+    aux = 2 * linear(256, classes)
+    return lstms + pools + cross + fusion + aux
+
+
+def multifocus(classes: int, audio: int = 65, text: int = 768) -> int:
+    attention = linear(256, 64) + 64  # ContextBasedAttention: wh 256->64, v (64, 1)
+    encoders = bilstm(audio, 128, 2) + bilstm(text, 128, 2) + 2 * attention
+    gmu = linear(256, 128) + linear(256, 128) + linear(512, 128)
+    return encoders + gmu + linear(128, classes)
+
+
+def bert_base_uncased() -> int:
+    embeddings = 30522 * 768 + 512 * 768 + 2 * 768 + layer_norm(768)
+    layer = 4 * linear(768, 768) + layer_norm(768) + linear(768, 3072) + linear(3072, 768) + layer_norm(768)
+    return embeddings + 12 * layer + linear(768, 768)  # + pooler
+
+
+def cross_modal_head(classes: int) -> int:
+    text = linear(768, 512)
+    audio = (linear(512, 256) + layer_norm(256)) + (linear(50, 128) + layer_norm(128)) + linear(384, 256)
+    visual = linear(512, 256) + layer_norm(256)
+    attention = 2 * mha(512)
+    fusion = linear(1024, 512) + linear(512, 256) + linear(256, classes)
+    return text + audio + visual + attention + fusion
+
+
+def lipsync_fusion(classes: int, dims=(("v", 768), ("a", 1024), ("t", 1024)), d: int = 256,
+                   layers: int = 3) -> tuple[int, int]:
+    """HierarchicalAttentionFusion(use_moe=False, use_contrastive=False): (all its parameters,
+    those that never get a gradient: quality detectors, confidence and uncertainty estimators)."""
+    m = len(dims)
+    proj = sum(linear(x, d) + layer_norm(d) for _, x in dims)
+    aligners = m * (m - 1) // 2 * (2 * linear(d, d) + 1)  # source, target, temperature
+    adaptive = linear(d * m, d) + layer_norm(d) + linear(d, d // 2) + linear(d // 2, m)
+    selectors = m * (linear(d, d // 2) + layer_norm(d // 2) + linear(d // 2, d))
+    info_gates = m * (linear(2 * d, d) + layer_norm(d) + linear(d, 1))
+    gates = m * (linear(2 * d, d) + layer_norm(d) + linear(d, d))
+    cross = m * mha(d)
+    transformer = layers * (mha(d) + linear(d, 4 * d) + linear(4 * d, d) + 2 * layer_norm(d))
+    pool = 3 * d + mha(d)
+    integrator = linear(3 * d, 2 * d) + layer_norm(2 * d) + linear(2 * d, d) + layer_norm(d)
+    heads = 3 * linear(d, classes) + m * (linear(d, d // 2) + linear(d // 2, classes))
+    quality = sum(linear(x, 128) + layer_norm(128) + linear(128, 64) + linear(64, 1) for _, x in dims)
+    estimators = 2 * (linear(d, 64) + linear(64, 1))
+    total = (proj + aligners + adaptive + selectors + info_gates + gates + cross + transformer + pool
+             + integrator + heads + quality + estimators)
+    return total, quality + estimators
+
+
+def test_the_expected_counts_are_the_papers():
+    # The figures the task states, from the shapes above.
+    assert miust(7, 128) == 5_993_005 and miust(4, 64) == 5_892_452
+    assert bert_base_uncased() == 109_482_240
+    assert lipsync_fusion(7) == (7_012_024, 419_589)
+
+
+# -- our paper variants ----------------------------------------------------------------------------
+
+def paper_method(name: str, dataset: str, protocol: str, mods: tuple[str, ...]):
+    from merbench.datasets.yaml_corpus import resolve_dataset
+
+    cls = get_method(name)
+    proto = resolve_dataset(dataset).protocol(protocol)
+    cfg = method_config(cls, "paper", dataset, protocol)
+    return cls(cfg, mods, tuple(proto.label_names)), cfg
+
+
+@pytest.mark.parametrize("dataset,protocol,expected", [("meld", "meld-7", 5_993_005),
+                                                        ("iemocap", "iemocap-4-loso", 5_892_452)])
+def test_miust_paper_variant_has_the_original_count(dataset, protocol, expected):
+    method, cfg = paper_method("miust", dataset, protocol, ("t", "a"))
+    feats = cfg["features"]
+    assert (feats["t"]["extractor"], feats["a"]["extractor"]) == ("text-pack", "audio-pack")
+    assert feats["t"]["level"] == feats["a"]["level"] == "frames"
+    assert feats["t"]["options"]["dim"] == feats["a"]["options"]["dim"] == 768
+    t = cfg["train"]
+    assert (t["optimizer"], t["lr"], t["scheduler"], t["standardize"]) == ("rmsprop", 5e-4, "cosine", False)
+    assert (t["epochs"], t["batch_size"]) == ((40, 256) if dataset == "meld" else (70, 128))
+    assert method.num_parameters({"t": 768, "a": 768}) == expected == miust(len(method.label_names),
+                                                                              128 if dataset == "meld" else 64)
+
+
+def test_multifocus_paper_variant_has_the_original_count():
+    method, cfg = paper_method("multifocus_blstm", "iemocap", "iemocap-4-random8020", ("t", "a"))
+    feats = cfg["features"]
+    assert feats["a"]["extractor"] == "audio-pack" and feats["a"]["options"]["format"] == "dataframe-pickle"
+    assert feats["a"]["options"]["key"] == "features" and feats["a"]["options"]["dim"] == 65
+    assert feats["t"]["options"]["model_name"] == "bert-base-uncased"
+    assert {s: method.stage_train_cfg(s)["epochs"] for s in ("a", "t", "fusion")} == {"a": 15, "t": 10, "fusion": 2}
+    assert method.stage_train_cfg("a")["lr"] == 1e-4 and method.stage_train_cfg("a")["batch_size"] == 32
+    assert method.num_parameters({"t": 768, "a": 65}) == multifocus(4) == 2_074_756
+
+
+def test_lipsync_paper_variant_has_the_original_fusion_count():
+    method, cfg = paper_method("lipsync_graph_erc", "meld", "meld-7", ("t", "a", "v"))
+    dims = {m: cfg["features"][m]["options"]["dim"] for m in ("t", "a", "v")}
+    assert dims == {"t": 1024, "a": 1024, "v": 768}
+    assert cfg["model"]["use_graph"] is False and cfg["train"]["lr"] == 1.4733e-5
+    total, never_trained = lipsync_fusion(7)
+    # Ours leaves out what the original computes and discards (no gradient ever reaches it).
+    assert method.num_parameters(dims) == total - never_trained == 6_592_435
+
+
+def test_cross_modal_paper_variant_has_the_original_count():
+    from merbench.features.text import architecture_only
+
+    method, cfg = paper_method("cross_modal_attention", "meld", "meld-7", ("t", "a", "v"))
+    assert cfg["encoder"]["name"] == "bert-base-uncased" and cfg["features"]["t"] == "raw"
+    assert cfg["features"]["a"]["options"]["dim"] == 512 + 25 + 25 and cfg["features"]["v"]["options"]["dim"] == 512
+    with architecture_only():  # bert-base-uncased's architecture, no weights needed
+        n = method.num_parameters({"a": 562, "v": 512})
+    assert n == bert_base_uncased() + cross_modal_head(7) == 113_004_167
