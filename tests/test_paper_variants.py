@@ -148,3 +148,104 @@ def test_cross_modal_paper_variant_has_the_original_count():
     with architecture_only():  # bert-base-uncased's architecture, no weights needed
         n = method.num_parameters({"a": 562, "v": 512})
     assert n == bert_base_uncased() + cross_modal_head(7) == 113_004_167
+
+
+# -- one epoch through the engine on packs of the paper's sizes -------------------------------------
+
+LABELS4 = ["neutral", "joy", "sadness", "anger"]
+N_DIALOGUES, TURNS = 8, 5  # 40 utterances
+
+
+def split_of(d: int) -> str:
+    return "train" if d < 5 else ("valid" if d < 7 else "test")
+
+
+@pytest.fixture
+def pack_corpus(tmp_path, monkeypatch):
+    """A 40-utterance corpus (8 dialogues of 5 turns, own split) whose features come from packs:
+    its audio and video files are empty placeholders that no pack extractor opens."""
+    import csv
+
+    import yaml
+
+    monkeypatch.setenv("MERBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MERBENCH_DATA", str(tmp_path / "data"))
+    root = tmp_path / "corpus"
+    (root / "media").mkdir(parents=True)
+    rows = []
+    for d in range(N_DIALOGUES):
+        for t in range(TURNS):
+            uid = f"d{d}_u{t}"
+            (root / "media" / f"{uid}.wav").touch()
+            (root / "media" / f"{uid}.mp4").touch()
+            rows.append({"id": uid, "conv": f"d{d}", "idx": t, "who": "AB"[t % 2], "utterance": f"turn {t} of {d}",
+                         "emotion": LABELS4[(d + t) % 4], "wav": f"{uid}.wav", "clip": f"{uid}.mp4",
+                         "split": split_of(d)})
+    with open(root / "annotations.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    desc = {"name": "paperpacks", "annotations": "annotations.csv", "media_root": "media",
+            "columns": {"uid": "id", "dialogue_id": "conv", "turn": "idx", "speaker": "who", "text": "utterance",
+                        "label": "emotion", "audio": "wav", "video": "clip"},
+            "labels": LABELS4, "split_column": "split", "seeds": 1}
+    (root / "corpus.yaml").write_text(yaml.safe_dump(desc, sort_keys=False), encoding="utf-8")
+    return root / "corpus.yaml", rows
+
+
+def frames(rng, dim: int, uid: str):
+    n = 3 + sum(map(ord, uid)) % 6  # unaligned: a length of its own per utterance and modality
+    return rng.standard_normal((n, dim)).astype("float32")
+
+
+def run_paper(method: str, desc, tmp_path, *sets: str) -> dict:
+    import json
+
+    from merbench.cli import main
+
+    out = tmp_path / "results"
+    args = ["run", method, str(desc), "--variant", "paper", "--seed", "0", "--epochs", "1",
+            "--results-dir", str(out), *[a for s in sets for a in ("--set", s)]]
+    assert main(args) == 0
+    (result,) = [p for p in out.rglob("*.json")]
+    return json.loads(result.read_text())
+
+
+def test_miust_paper_variant_trains_one_epoch_on_npy_packs(pack_corpus, tmp_path):
+    import numpy as np
+
+    desc, rows = pack_corpus
+    rng = np.random.default_rng(0)
+    for name in ("bert", "emotion2vec"):  # the authors' layout: <dir>/Session{n}/<utterance id>.npy
+        for r in rows:
+            f = tmp_path / "packs" / name / f"Session{1 + int(r['conv'][1:]) % 2}" / f"{r['id']}.npy"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            np.save(f, frames(rng, 768, r["id"] + name))
+    res = run_paper("miust", desc, tmp_path, f"features.t.options.path={tmp_path / 'packs' / 'bert'}",
+                    f"features.a.options.path={tmp_path / 'packs' / 'emotion2vec'}")
+    assert res["parameters"] == miust(4, 64) == 5_892_452
+    assert res["variant"] == "paper" and res["folds"][0]["epochs_run"] == 1
+    packs = {m: res["feature_settings"][m]["pack"] for m in ("t", "a")}
+    assert all(p["matched"] == 40 and p["dim"] == 768 and p["missing"] == 0 for p in packs.values())
+
+
+def test_lipsync_paper_variant_trains_one_epoch_on_json_packs(pack_corpus, tmp_path):
+    import json
+
+    import numpy as np
+
+    desc, rows = pack_corpus
+    rng = np.random.default_rng(1)
+    split_dir = {"train": "train_features", "valid": "dev_features", "test": "test_features"}
+    data = tmp_path / "packs" / "lipsync"
+    for name, dim in (("text", 1024), ("audio", 1024), ("visual", 768)):
+        for split, folder in split_dir.items():  # the authors' layout: {train,dev,test}_features/<m>_features.json
+            f = data / folder / f"{name}_features.json"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps({r["id"]: rng.standard_normal(dim).round(4).tolist()
+                                     for r in rows if r["split"] == split}))
+    res = run_paper("lipsync_graph_erc", desc, tmp_path, *[f"features.{m}.options.path={data}" for m in "tav"])
+    total, never_trained = lipsync_fusion(4)
+    assert res["parameters"] == total - never_trained
+    assert res["folds"][0]["epochs_run"] == 1
+    assert {m: res["feature_settings"][m]["pack"]["dim"] for m in "tav"} == {"t": 1024, "a": 1024, "v": 768}
