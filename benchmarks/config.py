@@ -28,6 +28,18 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def merge_config(base: dict, over: dict) -> dict:
+    """``deep_merge``, except that a modality's feature spec naming another extractor replaces the
+    inherited spec whole: one extractor's options mean nothing to another."""
+    out = deep_merge(base, over)
+    inherited = base.get("features") if isinstance(base.get("features"), dict) else {}
+    for m, spec in (over.get("features") or {}).items() if isinstance(over.get("features"), dict) else ():
+        old = inherited.get(m)
+        if isinstance(spec, dict) and isinstance(old, dict) and spec.get("extractor") != old.get("extractor"):
+            out["features"][m] = copy.deepcopy(spec)
+    return out
+
+
 def load_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     path = Path(path).resolve()
     if path in _seen:
@@ -43,8 +55,8 @@ def load_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     includes = data.pop("include", None)
     merged: dict = {}
     for inc in [includes] if isinstance(includes, str) else (includes or []):
-        merged = deep_merge(merged, load_yaml(path.parent / inc, _seen + (path,)))
-    return deep_merge(merged, data)
+        merged = merge_config(merged, load_yaml(path.parent / inc, _seen + (path,)))
+    return merge_config(merged, data)
 
 
 def variants(config_dir: Path | None) -> list[str]:
@@ -68,9 +80,9 @@ def method_config(method_cls, variant: str = "default", dataset: str | None = No
     per_ds = cfg.pop("per_dataset", {}) or {}
     per_proto = cfg.pop("per_protocol", {}) or {}
     if dataset and dataset in per_ds:
-        cfg = deep_merge(cfg, per_ds[dataset])
+        cfg = merge_config(cfg, per_ds[dataset])
     if protocol and protocol in per_proto:
-        cfg = deep_merge(cfg, per_proto[protocol])
+        cfg = merge_config(cfg, per_proto[protocol])
     accepted = method_cls.accepted_config_keys() if hasattr(method_cls, "accepted_config_keys") else {}
     return apply_overrides(cfg, overrides, accepted)
 

@@ -185,7 +185,8 @@ def pack_corpus(tmp_path, monkeypatch):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    desc = {"name": "paperpacks", "annotations": "annotations.csv", "media_root": "media",
+    desc = {"name": f"packs-{tmp_path.name}"[:60],  # a corpus name is registered once per process
+            "annotations": "annotations.csv", "media_root": "media",
             "columns": {"uid": "id", "dialogue_id": "conv", "turn": "idx", "speaker": "who", "text": "utterance",
                         "label": "emotion", "audio": "wav", "video": "clip"},
             "labels": LABELS4, "split_column": "split", "seeds": 1}
@@ -249,3 +250,12 @@ def test_lipsync_paper_variant_trains_one_epoch_on_json_packs(pack_corpus, tmp_p
     assert res["parameters"] == total - never_trained
     assert res["folds"][0]["epochs_run"] == 1
     assert {m: res["feature_settings"][m]["pack"]["dim"] for m in "tav"} == {"t": 1024, "a": 1024, "v": 768}
+
+
+def test_a_variant_naming_another_extractor_drops_the_inherited_options():
+    # config.yaml reads video with {extractor: video-facecrop, options: {select_track: lipsync}}; the
+    # paper variant's video-pack must not inherit select_track (it has no such option).
+    cfg = method_config(get_method("lipsync_graph_erc"), "paper", "meld", "meld-7")
+    assert set(cfg["features"]["v"]["options"]) == {"path", "format", "key", "dim"}
+    same = method_config(get_method("lipsync_graph_erc"), "mouth_motion_face")  # same extractor: merged
+    assert same["features"]["v"] == {"extractor": "video-facecrop", "options": {"select_track": "mouth-motion"}}
