@@ -139,15 +139,27 @@ def test_lipsync_paper_variant_has_the_original_fusion_count():
     assert method.num_parameters(dims) == total - never_trained == 6_592_435
 
 
-def test_cross_modal_paper_variant_has_the_original_count():
-    from merbench.features.text import architecture_only
-
-    method, cfg = paper_method("cross_modal_attention", "meld", "meld-7", ("t", "a", "v"))
+def test_cross_modal_paper_variant_config():
+    _, cfg = paper_method("cross_modal_attention", "meld", "meld-7", ("t", "a", "v"))
     assert cfg["encoder"]["name"] == "bert-base-uncased" and cfg["features"]["t"] == "raw"
     assert cfg["features"]["a"]["options"]["dim"] == 512 + 25 + 25 and cfg["features"]["v"]["options"]["dim"] == 512
-    with architecture_only():  # bert-base-uncased's architecture, no weights needed
-        n = method.num_parameters({"a": 562, "v": 512})
-    assert n == bert_base_uncased() + cross_modal_head(7) == 113_004_167
+    assert cfg["model"]["audio_groups"] == [[512, 256], [50, 128]]
+
+
+@pytest.mark.parametrize("method,where,expected", [
+    ("miust", ["-d", "iemocap", "-p", "iemocap-4-loso"], miust(4, 64)),
+    ("miust", ["-d", "meld"], miust(7, 128)),
+    ("multifocus_blstm", ["-d", "iemocap", "-p", "iemocap-4-random8020"], multifocus(4)),
+    ("lipsync_graph_erc", ["-d", "meld"], lipsync_fusion(7)[0] - lipsync_fusion(7)[1]),
+    # bert-base-uncased counted from its architecture: no weights needed
+    ("cross_modal_attention", ["-d", "meld"], bert_base_uncased() + cross_modal_head(7)),
+])
+def test_bench_info_prints_the_paper_count(method, where, expected, capsys):
+    from merbench.cli import main
+
+    assert main(["info", method, "--variant", "paper", *where]) == 0
+    out = capsys.readouterr().out
+    assert f"parameters: {expected}  " in out, out
 
 
 # -- one epoch through the engine on packs of the paper's sizes -------------------------------------
