@@ -338,23 +338,13 @@ def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typ
 
 
 def media_durations(paths, kind: str) -> tuple[list[float], list[tuple[str, str]]]:
-    """Durations from file headers only (fast on a whole corpus): soundfile for audio, OpenCV for video."""
+    """Durations from file headers only (fast on a whole corpus); ``kind`` names the modality."""
+    from .features.media import media_duration
+
     durations, bad = [], []
     for p in paths:
         try:
-            if kind == "audio":
-                import soundfile as sf
-
-                durations.append(float(sf.info(p).duration))
-            else:
-                import cv2
-
-                cap = cv2.VideoCapture(str(p))
-                frames, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
-                cap.release()
-                if not fps or frames <= 0:
-                    raise ValueError("no frames or frame rate in the header")
-                durations.append(float(frames / fps))
+            durations.append(media_duration(p))
         except Exception as e:  # noqa: BLE001 - report every unreadable file, do not stop
             bad.append((str(p), f"{type(e).__name__}: {e}"))
     return durations, bad

@@ -14,7 +14,7 @@ from .paths import PROJECT_ROOT
 from .results import Provenance
 
 PACKAGES = ("torch", "numpy", "scikit-learn", "transformers", "sentence-transformers", "opensmile",
-            "opencv-python-headless", "torch_geometric", "librosa", "soundfile")
+            "opencv-python-headless", "av", "torch_geometric", "librosa", "soundfile")
 
 
 def git_state() -> tuple[str | None, bool | None]:

@@ -124,6 +124,7 @@ def test_missing_audio_and_container_without_ffmpeg(media, tmp_path, monkeypatch
 
     with pytest.raises(MediaError, match="does not exist"):
         m.read_audio(tmp_path / "nope.wav")
+    monkeypatch.setattr(m, "_have_av", lambda: False)  # the fallback when PyAV is not installed
     monkeypatch.setattr(m.shutil, "which", lambda name: None)
     with pytest.raises(MediaError) as e:
         m.read_audio(media["face"])
@@ -131,10 +132,13 @@ def test_missing_audio_and_container_without_ffmpeg(media, tmp_path, monkeypatch
 
 
 def test_audio_from_a_container_goes_through_ffmpeg(media, tmp_path, monkeypatch):
-    """The ffmpeg path, with a stand-in ffmpeg (a script) so that the test needs no real one."""
+    """The ffmpeg-program fallback (no PyAV), with a stand-in ffmpeg (a script) so that the test needs no real one."""
     import sys
 
+    from merbench.features import media as m
     from merbench.features.media import read_audio
+
+    monkeypatch.setattr(m, "_have_av", lambda: False)
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -3,7 +3,7 @@
 
 pooled = the feature set's functionals over the whole utterance; frames = its low-level
 descriptors (10 ms hop). The audio comes from ``audio_path``, else from ``video_path``
-(which needs ffmpeg, see :mod:`merbench.features.media`).
+(decoded by PyAV, see :mod:`merbench.features.media`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ so that the feature cache can zero-fill and report the file instead of crashing.
 from __future__ import annotations
 
 import shutil
+from fractions import Fraction
 import subprocess
 from pathlib import Path
 
@@ -64,17 +65,61 @@ def _ffmpeg_audio(path: Path, sr: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
+def _have_av() -> bool:
+    """PyAV (``av`` on PyPI) ships FFmpeg's libraries in its wheel: no system program needed."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _open_container(path: Path):
+    import av
+
+    try:
+        return av.open(str(path))
+    except Exception as e:  # av.error.InvalidDataError and friends: not a container FFmpeg knows
+        raise MediaError(path, f"FFmpeg (PyAV) cannot open it ({type(e).__name__}: {e})",
+                         fix="the file is corrupt or not a media file; re-create it") from None
+
+
+def _av_audio(path: Path, sr: int) -> np.ndarray:
+    """The first audio stream of a container, decoded and resampled to mono float32 at ``sr``."""
+    import av
+
+    with _open_container(path) as box:
+        if not box.streams.audio:
+            raise MediaError(path, "the file has no audio track",
+                             fix="point the corpus' audio at a file with sound (or a wav extracted from the original)")
+        stream = box.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        chunks = []
+        try:
+            for frame in box.decode(stream):
+                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))  # flush
+        except av.error.FFmpegError as e:
+            if not chunks:
+                raise MediaError(path, f"its audio could not be decoded ({type(e).__name__}: {e})",
+                                 fix="the file may be corrupt; re-create it or extract the audio to wav") from None
+            # a truncated tail: keep what decoded, as players do
+    return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+
+
 def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
     """Mono float32 samples of an audio file at ``sr`` Hz.
 
     Files soundfile reads (wav, flac, ogg, ...) are decoded directly; video containers
-    (.mp4, .avi, .mkv, ...) go through the ``ffmpeg`` program when it is on PATH.
+    (.mp4, .avi, .mkv, ...) through PyAV, whose wheel carries FFmpeg (the ``ffmpeg`` program
+    on PATH is the fallback when PyAV is not installed).
     Raises MediaError for missing, empty, corrupt or silent files.
     """
     path = Path(path)
     _check_file(path)
     if path.suffix.lower() in VIDEO_CONTAINERS:
-        x, native = _ffmpeg_audio(path, sr), sr
+        x, native = (_av_audio(path, sr) if _have_av() else _ffmpeg_audio(path, sr)), sr
     else:
         import soundfile as sf
 
@@ -116,62 +161,186 @@ def read_video(path: str | Path, max_frames: int = 32, fps: float | None = None)
     With ``fps`` the clip is sampled at that rate (never above the native rate); then at
     most ``max_frames`` frames are kept, spread evenly over the clip (0 keeps all). The
     returned rate is that of the returned frames: the native rate divided by the mean
-    sampling step. Raises MediaError for missing, empty, corrupt or blank files.
+    sampling step. Decoded by PyAV (FFmpeg from its wheel), or OpenCV when PyAV is absent.
+    Raises MediaError for missing, empty, corrupt or blank files.
     """
-    import cv2
-
     path = Path(path)
     _check_file(path)
+    frames, native, step = (_av_frames if _have_av() else _cv2_frames)(path, max_frames, fps)
+    if not frames:
+        raise MediaError(path, "no frame could be decoded", fix="the file is corrupt or has no video track; "
+                                                                "re-encode it (e.g. `ffmpeg -i in -c:v libx264 out.mp4`)")
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise MediaError(path, f"frames change size within the clip ({sorted(shapes)[:2]})", fix="re-encode the file")
+    rgb = np.ascontiguousarray(np.stack(frames))
+    flat = rgb.reshape(len(rgb), -1)
+    if int((flat.max(axis=1).astype(int) - flat.min(axis=1)).max()) < BLANK_RANGE:
+        raise MediaError(path, "the video is blank (every sampled frame is one flat colour)",
+                         fix="the recording or its conversion lost the picture; re-create the file or drop the utterance")
+    return rgb, native / step
+
+
+def _usable_rate(rate) -> float:
+    rate = float(rate or 0.0)
+    return rate if np.isfinite(rate) and 0 < rate <= 1000 else 25.0  # no usable rate: 25 fps, the common default
+
+
+def _keep_frames(decoded, count: int, native: float, max_frames: int, fps: float | None, to_rgb):
+    """(RGB frames, mean step) of the sampled indices; ``decoded`` yields frames in order and
+    ``count`` is the header's frame count (0: unknown, so everything is read, then sampled)."""
+    if count > 0:
+        keep = _sample_indices(count, native, max_frames, fps)
+        wanted, last, frames, kept_idx = set(keep.tolist()), int(keep[-1]) if len(keep) else -1, [], []
+        for i, fr in enumerate(decoded):
+            if i > last:
+                break
+            if i in wanted:
+                frames.append(to_rgb(fr))
+                kept_idx.append(i)
+        # the header promised more frames than the stream holds: sample what is there instead
+        if len(kept_idx) < len(keep) and len(kept_idx) <= 1 < count:
+            return None
+        return frames, float(np.mean(np.diff(kept_idx))) if len(kept_idx) > 1 else 1.0
+    raw = []
+    for fr in decoded:
+        raw.append(fr)
+        if len(raw) >= _MAX_SEQUENTIAL_FRAMES:
+            break
+    keep = _sample_indices(len(raw), native, max_frames, fps)
+    return [to_rgb(raw[i]) for i in keep], float(np.mean(np.diff(keep))) if len(keep) > 1 else 1.0
+
+
+def _av_frames(path: Path, max_frames: int, fps: float | None) -> tuple[list[np.ndarray], float, float]:
+    import av
+
+    def decoded(box, stream):
+        try:
+            yield from box.decode(stream)
+        except av.error.FFmpegError:
+            return  # a broken tail: keep the frames decoded so far
+
+    with _open_container(path) as box:
+        if not box.streams.video:
+            raise MediaError(path, "the file has no video track", fix="point the corpus' video at a file with a picture")
+        stream = box.streams.video[0]
+        stream.thread_type = "AUTO"
+        native = _usable_rate(stream.average_rate or stream.guessed_rate)
+        count = int(stream.frames or 0)
+        kept = _keep_frames(decoded(box, stream), count, native, max_frames, fps, lambda f: f.to_ndarray(format="rgb24"))
+    if kept is None:  # the count in the header was wrong: read everything
+        with _open_container(path) as box:
+            kept = _keep_frames(decoded(box, box.streams.video[0]), 0, native, max_frames, fps,
+                                lambda f: f.to_ndarray(format="rgb24"))
+    return kept[0], native, kept[1]
+
+
+def _cv2_frames(path: Path, max_frames: int, fps: float | None) -> tuple[list[np.ndarray], float, float]:
+    import cv2
+
     cap = cv2.VideoCapture(str(path))
+
+    def decoded(lazy: bool):
+        """Frames in order; ``lazy``: only grab each one, and let ``to_rgb`` retrieve the kept ones."""
+        while cap.grab():
+            if lazy:
+                yield None
+                continue
+            ok, fr = cap.retrieve()
+            if not ok or fr is None:
+                return
+            yield fr
+
+    def to_rgb(bgr):
+        if bgr is None:
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                raise MediaError(path, "a frame could not be decoded", fix="re-create or re-encode the file")
+        return np.repeat(bgr[..., None], 3, axis=-1) if bgr.ndim == 2 else np.ascontiguousarray(bgr[..., ::-1])
+
     try:
         if not cap.isOpened():
             raise MediaError(path, "OpenCV cannot open it as a video", fix="the file is corrupt or not a video; re-create it")
-        native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        if not np.isfinite(native) or native <= 0 or native > 1000:
-            native = 25.0  # a container without a usable rate; 25 fps is the common default
+        native = _usable_rate(cap.get(cv2.CAP_PROP_FPS))
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        frames: list[np.ndarray] = []
-        if count > 0:
-            keep = _sample_indices(count, native, max_frames, fps)
-            wanted = set(keep.tolist())
-            last = int(keep[-1]) if len(keep) else -1
-            kept_idx = []
-            for i in range(last + 1):
-                if not cap.grab():
-                    break  # the header promised more frames than the stream holds
-                if i in wanted:
-                    ok, fr = cap.retrieve()
-                    if ok and fr is not None:
-                        frames.append(fr)
-                        kept_idx.append(i)
-            step = float(np.mean(np.diff(kept_idx))) if len(kept_idx) > 1 else 1.0
-        else:  # frame count unknown: read everything, then sample
-            while len(frames) < _MAX_SEQUENTIAL_FRAMES:
-                ok, fr = cap.read()
-                if not ok or fr is None:
-                    break
-                frames.append(fr)
-            keep = _sample_indices(len(frames), native, max_frames, fps)
-            frames = [frames[i] for i in keep]
-            step = float(np.mean(np.diff(keep))) if len(keep) > 1 else 1.0
+        kept = _keep_frames(decoded(count > 0), count, native, max_frames, fps, to_rgb)
+        if kept is None:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            kept = _keep_frames(decoded(False), 0, native, max_frames, fps, to_rgb)
     except MediaError:
         raise
     except Exception as e:  # cv2.error and friends from a broken stream
         raise MediaError(path, f"decoding failed ({type(e).__name__}: {e})", fix="re-create or re-encode the file") from None
     finally:
         cap.release()
-    if not frames:
-        raise MediaError(path, "no frame could be decoded", fix="the file is corrupt or uses a codec OpenCV lacks; "
-                                                                "re-encode it (e.g. `ffmpeg -i in -c:v libx264 out.mp4`)")
-    shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        raise MediaError(path, f"frames change size within the clip ({sorted(shapes)[:2]})", fix="re-encode the file")
-    bgr = np.stack(frames)
-    if bgr.ndim == 3:  # grey video
-        bgr = np.repeat(bgr[..., None], 3, axis=-1)
-    rgb = np.ascontiguousarray(bgr[..., ::-1])
-    flat = rgb.reshape(len(rgb), -1)
-    if int((flat.max(axis=1).astype(int) - flat.min(axis=1)).max()) < BLANK_RANGE:
-        raise MediaError(path, "the video is blank (every sampled frame is one flat colour)",
-                         fix="the recording or its conversion lost the picture; re-create the file or drop the utterance")
-    return rgb, native / step
+    return kept[0], native, kept[1]
+
+
+def media_duration(path: str | Path) -> float:
+    """Seconds of an audio or video file from its header (fast on a whole corpus): soundfile for
+    audio files, PyAV for containers (OpenCV's frame count when PyAV is absent)."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_CONTAINERS:
+        import soundfile as sf
+
+        return float(sf.info(str(path)).duration)
+    if _have_av():
+        with _open_container(path) as box:
+            if box.duration:
+                return box.duration / 1_000_000  # av.time_base: microseconds
+            stream = (box.streams.video or box.streams.audio or [None])[0]
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+        raise ValueError("no duration in the header")
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames, rate = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    if not rate or frames <= 0:
+        raise ValueError("no frames or frame rate in the header")
+    return float(frames / rate)
+
+
+def cut_clip(src: str | Path, dst: str | Path, start: float, end: float) -> int:
+    """Write the video frames of ``src`` between ``start`` and ``end`` seconds to ``dst`` (picture
+    only, MPEG-4 part 2 in the container of ``dst``'s suffix), through PyAV: no ffmpeg program.
+    The file appears atomically; returns the number of frames written."""
+    import av
+
+    from ..atomic import atomic_write
+
+    src, dst = Path(src), Path(dst)
+    _check_file(src)
+    written = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal written
+        with _open_container(src) as box:
+            if not box.streams.video:
+                raise MediaError(src, "the file has no video track", fix="cut clips from the dialogue video files")
+            stream = box.streams.video[0]
+            rate = _usable_rate(stream.average_rate or stream.guessed_rate)
+            with av.open(str(tmp), "w", format=dst.suffix.lstrip(".").lower()) as out:
+                vs = out.add_stream("mpeg4", rate=Fraction(rate).limit_denominator(1001))
+                vs.width, vs.height = stream.codec_context.width, stream.codec_context.height
+                vs.pix_fmt, vs.bit_rate = "yuv420p", 2_000_000
+                for frame in box.decode(stream):
+                    t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                    if t is None or t < start - 1e-6:
+                        continue
+                    if t >= end - 1e-6:
+                        break
+                    out_frame = frame.reformat(format="yuv420p")
+                    out_frame.pts = written
+                    for p in vs.encode(out_frame):
+                        out.mux(p)
+                    written += 1
+                for p in vs.encode():
+                    out.mux(p)
+        if not written:
+            raise MediaError(src, f"no frame between {start:.2f} s and {end:.2f} s",
+                             fix="check the time stamps against the video's length")
+
+    atomic_write(dst, write)
+    return written

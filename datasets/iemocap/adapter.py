@@ -484,6 +484,24 @@ class IEMOCAPDataset(DatasetAdapter):
         corpus.modalities = tuple(mods)
         return corpus
 
+    def prepare(self, progress: bool = True) -> None:
+        """Cut one video clip per utterance from the release's dialogue videos by the EmoEvaluation
+        times, into ``Session{n}/sentences/avi/<dialogue>/<uid>.avi`` (PyAV: no ffmpeg program;
+        existing clips are kept), so that the video modality is offered; then validate by loading."""
+        from merbench.features.media import cut_clip
+
+        corpus = self.load()
+        rel = self._release_root()
+        todo = [u for u in corpus.utterances if u.meta.get("dialogue_video") and u.meta.get("start") is not None
+                and not (u.video_path and Path(u.video_path).is_file())]
+        for i, u in enumerate(todo):
+            dst = rel / f"Session{session_of(u.uid)}" / "sentences" / "avi" / dialogue_of(u.uid) / f"{u.uid}.avi"
+            cut_clip(u.meta["dialogue_video"], dst, float(u.meta["start"]), float(u.meta["end"]))
+            if progress and (i + 1) % 200 == 0:
+                log.warning("IEMOCAP: %d of %d utterance clips cut", i + 1, len(todo))
+        if todo:
+            self.load()
+
     def _media(self, rel: Path | None, by_dia: dict[str, list[str]]) -> dict[str, tuple[str | None, str | None, str | None]]:
         """(audio, video clip, dialogue video) per utterance.
 
