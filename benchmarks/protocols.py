@@ -80,6 +80,7 @@ class Protocol:
     version: str = "1"
     description: str = ""
     headline_metric: str = "weighted_f1"
+    # What a run computes and the leaderboard shows (names of merbench.metrics.METRICS).
     metrics: tuple[str, ...] = ("accuracy", "ua", "weighted_f1", "macro_f1")
     label_map: dict[str, str] | None = None
     label_field: str | None = None
@@ -90,6 +91,15 @@ class Protocol:
     fold_combination: str = "mean of per-fold metrics; per-class scores and confusion from pooled predictions"
     default_seeds: int = 3
     citation: str = ""
+
+    def __post_init__(self) -> None:
+        from .metrics import METRICS
+
+        unknown = [m for m in (self.headline_metric, *self.metrics) if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"protocol {self.name}: unknown metric(s) {unknown}", fix=f"use names of: {', '.join(METRICS)}")
+        if self.headline_metric not in self.metrics:
+            object.__setattr__(self, "metrics", (self.headline_metric, *self.metrics))
 
     def label_of(self, u: Utterance) -> str | None:
         raw = u.meta.get(self.label_field) if self.label_field else u.label

@@ -26,12 +26,13 @@ class ClassScores(BaseModel):
 
 
 class Metrics(BaseModel):
-    """Scores in [0, 1]. ``accuracy`` is WA (weighted accuracy), ``ua`` mean per-class recall."""
+    """Scores in [0, 1], one field per metric of ``merbench.metrics.METRICS`` (``accuracy`` is WA,
+    ``ua`` mean per-class recall); None for a metric the run's protocol does not list."""
 
-    accuracy: float
-    ua: float
-    weighted_f1: float
-    macro_f1: float
+    accuracy: float | None = None
+    ua: float | None = None
+    weighted_f1: float | None = None
+    macro_f1: float | None = None
     per_class: dict[str, ClassScores] = Field(default_factory=dict)
     confusion: list[list[int]] = Field(default_factory=list)  # rows gold, columns predicted
     n: int = 0

@@ -261,7 +261,7 @@ def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Pa
         raise MerbenchError(f"method {method_cls.name}: predict returned shape {probs.shape}, expected "
                             f"({len(test)}, {len(splits.protocol.label_names)})")
     gold = [splits.labels[u] for u in fold.test]
-    metrics = classification_metrics(gold, probs.argmax(1), splits.protocol.label_names)
+    metrics = classification_metrics(gold, probs.argmax(1), splits.protocol.label_names, splits.protocol.metrics)
     fr = FoldResult(name=fold.name, n_train=len(train), n_valid=len(valid), n_test=len(test),
                     epochs_run=report.epochs_run, best_epoch=report.best_epoch,
                     best_valid_score=report.best_valid_score, test=metrics, history=report.history)
@@ -334,7 +334,8 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
             all_probs.append(probs)
             pred_rows += [(u, fold.name, g, p) for u, g, p in zip(fold.test, gold, probs)]
         preds = np.concatenate(all_probs).argmax(1)
-        combined = combine_folds([f.test for f in fold_results], gold_all, preds, protocol.label_names)
+        combined = combine_folds([f.test for f in fold_results], gold_all, preds, protocol.label_names,
+                                 protocol.metrics)
         prov.wall_time_s = round(time.time() - t0, 2)
         result = stub.model_copy(update=dict(
             label_names=list(protocol.label_names), as_published=protocol.as_published, features=feature_names,

@@ -10,8 +10,8 @@
 - :func:`paired_seed_test`: a paired t-test on per-seed headline scores of two systems run
   with the same seeds.
 
-Scores are fractions in [0, 1] unless a function says otherwise. The metric definitions
-match ``merbench.metrics.classification_metrics`` (checked by the tests).
+Scores are fractions in [0, 1] unless a function says otherwise. Every metric comes from the
+registry ``merbench.metrics.METRICS`` (one definition, from confusion matrices).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import MerbenchError
-
-METRICS = ("accuracy", "ua", "weighted_f1", "macro_f1")
+from .metrics import METRICS, score, scores_from_confusions
 
 
 # -- over seeds -----------------------------------------------------------------------------------
@@ -149,37 +148,6 @@ def read_predictions(path: str | Path) -> Predictions:
                        np.array(gold, dtype=np.int64), np.array(pred, dtype=np.int64))
 
 
-# -- metrics on many resamples at once ----------------------------------------------------------------
-
-
-def _scores_from_confusions(conf: np.ndarray, metric: str) -> np.ndarray:
-    """``conf``: (B, K, K) confusion counts (rows gold) -> (B,) metric, as classification_metrics computes it."""
-    conf = conf.astype(np.float64)
-    tp = np.diagonal(conf, axis1=1, axis2=2)
-    support = conf.sum(axis=2)
-    predicted = conf.sum(axis=1)
-    n = support.sum(axis=1)
-    if metric == "accuracy":
-        return np.divide(tp.sum(axis=1), n, out=np.zeros_like(n), where=n > 0)
-    if metric == "ua":  # mean recall over the classes present in the gold labels
-        present = support > 0
-        recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
-        k = present.sum(axis=1)
-        return np.divide(recall.sum(axis=1), k, out=np.zeros_like(n), where=k > 0)
-    denom = support + predicted
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)  # 0 where undefined (zero_division=0)
-    if metric == "macro_f1":
-        return f1.mean(axis=1)
-    if metric == "weighted_f1":
-        return np.divide((f1 * support).sum(axis=1), n, out=np.zeros_like(n), where=n > 0)
-    raise MerbenchError(f"unknown metric {metric!r}", fix=f"use one of: {', '.join(METRICS)}")
-
-
-def score(gold: np.ndarray, pred: np.ndarray, k: int, metric: str) -> float:
-    conf = np.bincount(gold * k + pred, minlength=k * k).reshape(1, k, k)
-    return float(_scores_from_confusions(conf, metric)[0])
-
-
 def predictions_score(p: Predictions, metric: str) -> float:
     """The run's own score: per fold, then the mean over folds (what the result file holds)."""
     k = len(p.label_names)
@@ -274,7 +242,7 @@ def paired_bootstrap(a: Predictions | Sequence[Predictions], b: Predictions | Se
             for r in range(preds.shape[0]):
                 codes = g * k + preds[r][idx] + (np.arange(bsz)[:, None] * k * k)
                 conf = np.bincount(codes.ravel(), minlength=bsz * k * k).reshape(bsz, k, k)
-                per_run.append(_scores_from_confusions(conf, metric))
+                per_run.append(scores_from_confusions(conf, metric))
             s = np.stack(per_run, axis=1)
             total = s if total is None else total + s
         return total / n_folds

@@ -73,17 +73,38 @@ def test_paired_seed_test_matches_scipy_and_pairs_by_seed():
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
-def test_vectorised_metrics_match_the_engine():
+def test_metric_registry_matches_sklearn():
+    """The registry computes every metric from the confusion matrix; sklearn is the reference."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support
+
     rng = np.random.default_rng(3)
     k = 6
+    labels = list(range(k))
     for trial in range(20):
         n = int(rng.integers(5, 60))
         # classes 4 and 5 are often missing from gold and / or predictions
         gold = rng.integers(0, 4 + trial % 3, size=n)
         pred = rng.integers(0, 3 + trial % 4, size=n)
-        ref = classification_metrics(gold, pred, [f"c{i}" for i in range(k)])
+        ref = {"accuracy": accuracy_score(gold, pred), "ua": balanced_accuracy_score(gold, pred),
+               "weighted_f1": f1_score(gold, pred, labels=labels, average="weighted", zero_division=0),
+               "macro_f1": f1_score(gold, pred, labels=labels, average="macro", zero_division=0)}
+        assert set(ref) == set(METRICS)
+        got = classification_metrics(gold, pred, [f"c{i}" for i in range(k)])
         for m in METRICS:
-            assert score(gold, pred, k, m) == pytest.approx(getattr(ref, m), abs=1e-12), (trial, m)
+            assert score(gold, pred, k, m) == pytest.approx(ref[m], abs=1e-12), (trial, m)
+            assert getattr(got, m) == pytest.approx(ref[m], abs=1e-12), (trial, m)
+        p, r, f, s = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+        for i in labels:
+            c = got.per_class[f"c{i}"]
+            assert (c.precision, c.recall, c.f1, c.support) == pytest.approx((p[i], r[i], f[i], s[i]), abs=1e-12)
+
+
+def test_protocol_metrics_decide_what_is_computed():
+    m = classification_metrics([0, 1, 1], [0, 1, 0], ["a", "b"], metrics=("weighted_f1", "accuracy"))
+    assert m.accuracy == pytest.approx(2 / 3) and m.weighted_f1 is not None
+    assert m.ua is None and m.macro_f1 is None
+    with pytest.raises(MerbenchError, match="unknown metric 'f2'"):
+        classification_metrics([0], [0], ["a"], metrics=("f2",))
 
 
 def test_bootstrap_identical_systems_show_no_difference():
