@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import sys
-
-import numpy as np
 from pathlib import Path
 from typing import List, Optional
 
@@ -108,13 +106,13 @@ def list_cmd(kind: str = typer.Argument(..., help="methods, datasets, protocols 
              as_json: bool = _JSON_OPTION):
     """List registered methods, datasets, protocols or feature extractors."""
     from .protocols import all_protocols
-    from .registry import DATASETS, FEATURES, METHODS, load_builtins
+    from .registry import DATASETS, FEATURES, METHODS, load_builtins, method_metadata
 
     load_builtins()
     kind = kind.lower().rstrip("s") + "s"
-    if kind == "methods":
+    if kind == "methods":  # from each method's metadata.yaml: no method module (or torch) is imported
         columns = ["method", "modalities", "unit", "title"]
-        rows = [[n, ",".join(c.modalities), c.unit, c.metadata.title] for n, c in ((n, METHODS.get(n)) for n in METHODS.names())]
+        rows = [[n, ",".join(md.modalities), md.unit, md.title] for n, md in ((n, method_metadata(n)) for n in METHODS.names())]
     elif kind == "datasets":
         columns = ["dataset", "modalities", "default protocol", "title"]
         rows = [[n, ",".join(c.modalities), c.default_protocol, c.metadata.title]
@@ -231,26 +229,28 @@ def run(method: str = typer.Argument(..., help="method name (bench list methods)
 
 
 def _print_results(results) -> None:
+    import numpy as np
+
+    from .metrics import METRICS, ordered
+
     if not results:
         return
     r0 = results[0]
+    # The metrics the protocol computed, headline first.
+    shown = ordered([m for m in METRICS if getattr(r0.test, m) is not None], first=r0.headline_metric)
     table = Table(title=f"{r0.method} ({r0.variant}) on {r0.dataset} / {r0.protocol}, modalities {r0.modalities}")
-    for col in ("seed", "WA (acc)", "UA", "weighted F1", "macro F1", "best valid", "epochs", "time s"):
+    for col in ("seed", *(METRICS[m].label for m in shown), "best valid", "epochs", "time s"):
         table.add_column(col, justify="right")
     for r in results:
-        t = r.test
-        table.add_row(str(r.seed), f"{t.accuracy * 100:.2f}", f"{t.ua * 100:.2f}", f"{t.weighted_f1 * 100:.2f}",
-                      f"{t.macro_f1 * 100:.2f}",
+        table.add_row(str(r.seed), *(f"{getattr(r.test, m) * 100:.2f}" for m in shown),
                       ", ".join(f"{f.best_valid_score * 100:.2f}" for f in r.folds if f.best_valid_score is not None),
                       ", ".join(str(f.epochs_run) for f in r.folds), f"{r.provenance.wall_time_s:.1f}")
     if len(results) > 1:
-        import numpy as np
-
         def ms(key):
             v = np.array([getattr(r.test, key) for r in results]) * 100
             return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
 
-        table.add_row("mean", ms("accuracy"), ms("ua"), ms("weighted_f1"), ms("macro_f1"), "", "", "")
+        table.add_row("mean", *(ms(m) for m in shown), "", "", "")
     console.print(table)
 
 
@@ -329,7 +329,7 @@ def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typ
         paths = [getattr(u, attr) for u in corpus.utterances]
         present = [p for p in paths if p and Path(p).exists()]
         durations, unreadable = media_durations(present, kind=name)
-        stats = (f"{np.mean(durations):.2f} / {np.min(durations):.2f} / {np.max(durations):.2f}" if durations else "—")
+        stats = (f"{sum(durations) / len(durations):.2f} / {min(durations):.2f} / {max(durations):.2f}" if durations else "—")
         media.add_row(name, str(len(present)), str(len(paths) - len(present)), str(len(unreadable)), stats,
                       f"{sum(durations) / 3600:.2f}" if durations else "—")
         for path, reason in unreadable[:5]:

@@ -25,7 +25,9 @@ from .protocols import Protocol
 
 @dataclass(frozen=True)
 class ReportedResult:
-    """A number a paper reports, with the protocol it was measured under."""
+    """A number a paper reports, with the protocol it was measured under. Read from plain data:
+    a method's ``metadata.yaml`` (its own paper's numbers) or the leaderboard's
+    ``references.yaml`` (other papers'); see :mod:`merbench.metadata`."""
 
     dataset: str
     protocol: str
@@ -35,6 +37,11 @@ class ReportedResult:
     source: str = ""  # where the number is printed (paper table, README)
     note: str = ""
     variant: str = "default"  # the config variant of ours that corresponds to the paper's model
+    method: str = ""  # the method it belongs to (ours by registry name, others as the paper writes it)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        return (self.dataset, self.protocol, self.method, self.modalities, self.metric, self.variant)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,9 @@ class MethodMetadata:
     # its dimensions and hyper-parameters -> the variant whose reported numbers they reproduce:
     # (("paper", "default"),). The leaderboard shows the paper's number beside such a row.
     paper_variants: tuple[tuple[str, str], ...] = ()
+    # What the method works on, readable without importing it (``bench list methods``).
+    modalities: tuple[str, ...] = ("t", "a", "v")
+    unit: Literal["utterance", "dialogue"] = "utterance"
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,8 @@ class Registry(Generic[T]):
                 close.append(cand)
         return close[:n]
 
-    def get(self, name: str) -> T:
+    def entry(self, name: str) -> T | str:
+        """The registered class, or its lazy ``"module:Class"`` string (not imported)."""
         self._load_entry_points()
         if name not in self._entries:
             close = self.suggest(name)
@@ -104,7 +105,10 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}" + (f"; {hint}" if hint else ""),
                 fix=f"run `bench list {self.kind}s` to see them all (known: {known})",
             )
-        obj = self._entries[name]
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        obj = self.entry(name)
         if isinstance(obj, str):
             obj = import_object(obj)
             registered_name = getattr(obj, "name", name)
@@ -149,3 +153,16 @@ def get_dataset(name: str):
 def get_feature(name: str):
     load_builtins()
     return FEATURES.get(name)
+
+
+def method_metadata(name: str):
+    """A method's :class:`~merbench.interfaces.MethodMetadata`, read from the ``metadata.yaml``
+    beside a lazily registered method without importing it (so no torch); other methods
+    (registered classes, plugins without the file) are imported for their ``metadata``."""
+    from .metadata import load_method_metadata, metadata_path_of
+
+    load_builtins()
+    ref = METHODS.entry(name)
+    path = metadata_path_of(ref) if isinstance(ref, str) else None
+    return load_method_metadata(path, name) if path else METHODS.get(name).metadata
+

@@ -17,28 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from merbench.results import Metrics, RunResult, iter_results
-
-SCALAR_METRICS: tuple[str, ...] = ("accuracy", "ua", "weighted_f1", "macro_f1")
-
-METRIC_LABELS: dict[str, str] = {
-    "accuracy": "WA",
-    "ua": "UA",
-    "weighted_f1": "W-F1",
-    "macro_f1": "M-F1",
-}
-
-METRIC_DESCRIPTIONS: dict[str, str] = {
-    "accuracy": "weighted accuracy (overall accuracy)",
-    "ua": "unweighted accuracy (mean per-class recall)",
-    "weighted_f1": "support-weighted F1",
-    "macro_f1": "macro F1 (unweighted mean of per-class F1)",
-}
+from merbench.metrics import METRICS, metric_label, ordered  # noqa: F401  (metric_label: for the renderers)
 
 MethodLookup = Callable[[str], Any]
-
-
-def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
 
 
 @dataclass(frozen=True)
@@ -122,9 +103,10 @@ class LeaderboardSection:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """Column order: the headline first, then the other scalar metrics."""
-        rest = tuple(m for m in SCALAR_METRICS if m != self.headline_metric)
-        return (self.headline_metric,) + rest
+        """Column order: the headline first, then the other metrics the runs computed (the
+        protocol's list), in registry order."""
+        computed = {m for row in self.rows for m, stat in row.metrics.items() if stat.n}
+        return ordered(computed, first=self.headline_metric)
 
 
 @dataclass(frozen=True)
@@ -141,8 +123,8 @@ def unmatched_reported(rows: Iterable[LeaderboardRow], dataset: str, protocol: s
     shown = {id(r) for row in rows if row.paper is not None for r in row.paper.all}
     out = []
     for name in sorted({row.method for row in rows}):
-        cls, _ = papers.method(name)
-        meta = getattr(cls, "metadata", None)
+        found, _ = papers.method(name)
+        meta = _metadata(found)
         for r in tuple(getattr(meta, "reported", ()) or ()):
             if (getattr(r, "dataset", None) == dataset and getattr(r, "protocol", None) == protocol
                     and id(r) not in shown):
@@ -151,9 +133,14 @@ def unmatched_reported(rows: Iterable[LeaderboardRow], dataset: str, protocol: s
 
 
 def _default_lookup(name: str):
-    from merbench.registry import get_method
+    from merbench.registry import method_metadata
 
-    return get_method(name)
+    return method_metadata(name)  # from metadata.yaml: no method module (or torch) is imported
+
+
+def _metadata(found: Any) -> Any:
+    """A lookup may return a method class (tests, plugins) or its metadata."""
+    return getattr(found, "metadata", found)
 
 
 def _same_modalities(a: str, b: str) -> bool:
@@ -163,7 +150,7 @@ def _same_modalities(a: str, b: str) -> bool:
 def reported_for(method_cls: Any, dataset: str, protocol: str, modalities: str,
                  headline_metric: str, variant: str = "default") -> PaperNumber | None:
     """Match a method's ``metadata.reported`` against one section and modality set."""
-    meta = getattr(method_cls, "metadata", None)
+    meta = _metadata(method_cls)
     reported = tuple(getattr(meta, "reported", ()) or ())
     budget = dict(getattr(meta, "budget_variants", ()) or ())
     own_features = dict(getattr(meta, "paper_variants", ()) or ())
@@ -249,9 +236,8 @@ def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headlin
             continue
         by_seed[r.seed] = (path, r)
     kept = [by_seed[s] for s in sorted(by_seed)]
-    metric_names = list(SCALAR_METRICS) + ([headline_metric] if headline_metric not in SCALAR_METRICS else [])
     metrics = {m: MetricStat.of(v for v in (_metric_value(r.test, m) for _, r in kept) if v is not None)
-               for m in metric_names}
+               for m in ordered(METRICS, first=headline_metric)}
     per_class = {
         label: MetricStat.of(r.test.per_class[label].f1 * 100.0 for _, r in kept if label in r.test.per_class)
         for label in label_names
@@ -284,7 +270,8 @@ def aggregate_results(results: Iterable[tuple[Path, RunResult]], root: Path | No
                       method_lookup: MethodLookup | None = None) -> Leaderboard:
     """Aggregate ``(path, RunResult)`` pairs into a :class:`Leaderboard`.
 
-    ``method_lookup(name)`` returns a method class (default ``merbench.registry.get_method``);
+    ``method_lookup(name)`` returns a method class or its metadata (default
+    ``merbench.registry.method_metadata``, which reads ``metadata.yaml`` without importing the method);
     any exception it raises only removes the paper column for that method.
     """
     papers = _PaperCache(method_lookup)

@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from merbench.errors import ConfigError
+from merbench.interfaces import ReportedResult
 from merbench.leaderboard.aggregate import aggregate
 from merbench.leaderboard.references import (
     DEFAULT_PATH,
     FIELDS,
     TITLE,
-    Reference,
     load_references,
     render_references,
 )
@@ -33,9 +33,9 @@ def write_refs(tmp_path: Path, entries) -> Path:
     return p
 
 
-def ref(**kw) -> Reference:
+def ref(**kw) -> ReportedResult:
     d = dict(GOOD, **kw)
-    return Reference(**{k: d[k] for k in FIELDS})
+    return ReportedResult(**{k: d[k] for k in FIELDS})
 
 
 # -- the shipped file ----------------------------------------------------------------------

@@ -111,7 +111,8 @@ def test_in_repo_method_is_registered_and_conforms(repo_copy, registries, merben
     assert table == {**read_table(tmp_path / "before.py", "BUILTIN_METHODS"), "tiny_fusion": ref}
     assert {"mlp", "majority"} <= set(table)
     names = sorted(p.relative_to(res.folder).as_posix() for p in res.files)
-    assert names == ["README.md", "__init__.py", "config.yaml", "method.py", "model.py", "variants/example_ablation.yaml"]
+    assert names == ["README.md", "__init__.py", "config.yaml", "metadata.yaml", "method.py", "model.py",
+                     "variants/example_ablation.yaml"]
     readme = (res.folder / "README.md").read_text()
     for section in ("## Paper", "bibtex", "## Reported numbers", "## Our numbers", "## Deviations", "## Checklist"):
         assert section in readme

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from merbench.errors import ConfigError
-from merbench.interfaces import FitReport, MethodMetadata, ReportedResult, SplitData
+from merbench.interfaces import FitReport, SplitData
+from merbench.metadata import method_metadata_file
 from merbench.metrics import classification_metrics
 from merbench.optim import AccumulatingOptimizer
 from merbench.methods.text_transformer.method import RawTextMixin
@@ -27,30 +28,6 @@ from merbench.trainer import TorchMethod
 
 from .model import CrossModalAttentionNet, focal_loss
 
-CODE_URL = "https://github.com/BLANK-2340/Emotional-analysis-neural-net"
-BIBTEX = """@misc{blank2340_crossmodal,
-  title        = {Cross-Modal Attention Framework for Multimodal Emotion Recognition},
-  author       = {{BLANK-2340}},
-  year         = {2024},
-  howpublished = {\\url{https://github.com/BLANK-2340/Emotional-analysis-neural-net}},
-  note         = {GitHub repository (README and training scripts); no paper}
-}"""
-
-_LEAK = ("not comparable: RandomOverSampler on the whole data before the random train/test split "
-         "(copies of test utterances are in training), only MELD's train split used, and the test set "
-         "doubles as validation for the LR schedule and checkpointing")
-_SRC_MELD = "README and MELD_result/classification_report.txt (test support 6593, class-balanced)"
-_SRC_IEMOCAP = "README and IEMOCAP_RESULT/classification_report.txt (test support 613, 8 classes)"
-REPORTED = (
-    ReportedResult("meld", "meld-oversampled-leaky", "accuracy", 94.0, "tav", _SRC_MELD, _LEAK),
-    ReportedResult("meld", "meld-oversampled-leaky", "weighted_f1", 94.0, "tav", _SRC_MELD, _LEAK),
-    ReportedResult("iemocap", "iemocap-8-oversampled-leaky", "accuracy", 83.0, "tav", _SRC_IEMOCAP,
-                   _LEAK.replace("only MELD's train split used", "the authors' own 8-class IEMOCAP table")
-                   + "; the suite has no such IEMOCAP protocol"),
-    ReportedResult("iemocap", "iemocap-8-oversampled-leaky", "weighted_f1", 83.0, "tav", _SRC_IEMOCAP,
-                   _LEAK.replace("only MELD's train split used", "the authors' own 8-class IEMOCAP table")
-                   + "; the suite has no such IEMOCAP protocol"),
-)
 
 LOSS_KEYS = {"focal_gamma", "class_weights"}
 PLATEAU_DEFAULT = {"monitor": "valid_loss", "factor": 0.5, "patience": 2}
@@ -116,25 +93,10 @@ class EpochEndScheduler:
 
 class CrossModalAttentionMethod(RawTextMixin, TorchMethod):
     name = "cross_modal_attention"
-    modalities = ("t", "a", "v")
-    unit = "utterance"
     config_dir = Path(__file__).parent
-    metadata = MethodMetadata(
-        title="Cross-Modal Attention Framework for Multimodal Emotion Recognition",
-        authors="BLANK-2340 (GitHub user; no paper)",
-        venue="GitHub repository",
-        year=2024,
-        code_url=CODE_URL,
-        bibtex=BIBTEX,
-        reported=REPORTED,
-        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
-        description="A BERT-style text encoder fine-tuned end to end (pooled -> 512) is the query of multi-head "
-                    "attention over audio and visual features (BatchNorm branches -> 256); fusion "
-                    "[text + attended audio + attended visual; audio; visual] -> 512 -> 256 -> classes; focal "
-                    "loss, AdamW with gradient accumulation and ReduceLROnPlateau. Default: the original's one "
-                    "key per modality (attention weight identically 1); variant sequence: text tokens attend "
-                    "over audio and video frames.",
-    )
+    metadata = method_metadata_file(__file__)  # metadata.yaml: title, links, the paper's numbers
+    modalities = metadata.modalities
+    unit = metadata.unit
 
     @classmethod
     def modality_subsets(cls):

@@ -21,32 +21,13 @@ import numpy as np
 import torch
 
 from merbench.errors import ConfigError
-from merbench.interfaces import FitReport, MethodMetadata, ReportedResult, SplitData
+from merbench.interfaces import FitReport, SplitData
+from merbench.metadata import method_metadata_file
 from merbench.optim import AccumulatingOptimizer
 from merbench.trainer import TorchMethod
 
 from .model import EMAModel, LipSyncGraphERC, total_loss
 
-CODE_URL = "https://github.com/llllxx1628/multimodalERC"
-PAPER_URL = "https://arxiv.org/abs/2511.13731"
-BIBTEX = """@inproceedings{li2026mmerc,
-  author    = {Xiao Li and Kotaro Funakoshi and Manabu Okumura},
-  title     = {Emotion Recognition in Multi-Speaker Conversations through Speaker Identification,
-               Knowledge Distillation, and Hierarchical Fusion},
-  booktitle = {Findings of the Association for Computational Linguistics: EACL 2026},
-  year      = {2026},
-  note      = {arXiv:2511.13731}
-}"""
-
-_SRC = "paper abstract (arXiv 2511.13731)"
-REPORTED = (
-    ReportedResult("meld", "meld-7", "weighted_f1", 67.75, "tav", _SRC,
-                   "RoBERTa-large prompt features fine-tuned on MELD, wav2vec2-large emotion model, TimeSformer over "
-                   "the lip-sync-selected face track"),
-    ReportedResult("iemocap", "iemocap-6", "weighted_f1", 72.44, "tav", _SRC,
-                   "6 classes; Sessions 1-4 train (100 train / 20 validation dialogues), Session 5 test (the "
-                   "suite's iemocap-6 holds out COSMIC's 12 validation dialogues instead)"),
-)
 
 DEFAULT_LOSS = {"focal_weight": 0.8, "smooth_weight": 0.2, "label_smoothing": 0.1, "poly_alpha": 1.9508,
                 "poly_gamma": 1.4025, "class_weights": True, "aux_weight": 1.0, "graph_weight": 1.0,
@@ -119,26 +100,10 @@ class EpochEnd:
 
 class LipSyncGraphERCMethod(TorchMethod):
     name = "lipsync_graph_erc"
-    modalities = ("t", "a", "v")
-    unit = "dialogue"
     config_dir = Path(__file__).parent
-    metadata = MethodMetadata(
-        title="Emotion Recognition in Multi-Speaker Conversations through Speaker Identification, Knowledge "
-              "Distillation, and Hierarchical Fusion (LipSync graph ERC)",
-        authors="Xiao Li, Kotaro Funakoshi, Manabu Okumura",
-        venue="Findings of EACL",
-        year=2026,
-        code_url=CODE_URL,
-        paper_url=PAPER_URL,
-        bibtex=BIBTEX,
-        reported=REPORTED,
-        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
-        description="Per-dialogue utterance graphs (cosine kNN + temporal + same-speaker edges): a 4-layer GAT text "
-                    "teacher distilled (KL) into GraphConv audio and GAT visual students; their node states feed a "
-                    "hierarchical attention fusion (gates, in-dialogue alignment, adaptive fusion gate, cross-modal "
-                    "attention, 3-layer Transformer, 3 pooling queries, 3 heads, auxiliary heads). Visual features "
-                    "come from the face track a lip-sync network picks as the active speaker.",
-    )
+    metadata = method_metadata_file(__file__)  # metadata.yaml: title, links, the paper's numbers
+    modalities = metadata.modalities
+    unit = metadata.unit
 
     @classmethod
     def modality_subsets(cls):

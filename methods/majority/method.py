@@ -7,17 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from merbench.interfaces import FitReport, Method, MethodMetadata, SplitData
+from merbench.interfaces import FitReport, Method, SplitData
+from merbench.metadata import method_metadata_file
 
 
 class MajorityMethod(Method):
     name = "majority"
-    modalities = ("t", "a", "v")  # it reads no features at all; any subset is accepted
     config_dir = Path(__file__).parent
-    metadata = MethodMetadata(
-        title="Majority-class baseline",
-        description="Predicts the most frequent class of the training split for every utterance.",
-    )
+    metadata = method_metadata_file(__file__)  # metadata.yaml: title, links, the paper's numbers
+    modalities = metadata.modalities
+    unit = metadata.unit
 
     @classmethod
     def modality_subsets(cls):

@@ -6,17 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from merbench.errors import ConfigError
-from merbench.interfaces import MethodMetadata
+from merbench.metadata import method_metadata_file
 from merbench.trainer import TorchMethod
 
 from .model import MIUST, miust_loss
 
-BIBTEX = """@misc{han_miust,
-  title        = {Multi-Level Interaction for Emotion Recognition from Unaligned Speech and Text},
-  author       = {Han, Lingmin and Chen, Xianhong and Jia, Maoshen and Bao, Changchun},
-  howpublished = {\\url{https://github.com/HANLM15/MIUST}},
-  note         = {Official code; venue and year are not given in the repository}
-}"""
 
 DEFAULT_LOSS = {"main": 0.1, "cmd": 0.3, "text": 0.15, "audio": 0.15, "cmd_order": 5,
                 "cmd_first_moment": True, "cmd_squared": True}
@@ -24,22 +18,10 @@ DEFAULT_LOSS = {"main": 0.1, "cmd": 0.3, "text": 0.15, "audio": 0.15, "cmd_order
 
 class MIUSTMethod(TorchMethod):
     name = "miust"
-    modalities = ("t", "a")
-    unit = "utterance"
     config_dir = Path(__file__).parent
-    metadata = MethodMetadata(
-        title="Multi-Level Interaction for Emotion Recognition from Unaligned Speech and Text (MIUST)",
-        authors="Lingmin Han, Xianhong Chen, Maoshen Jia, Changchun Bao",
-        code_url="https://github.com/HANLM15/MIUST",
-        bibtex=BIBTEX,
-        reported=(),  # the repository publishes no scores
-        budget_variants=(("cpu", "default"),),  # variants/cpu.yaml: same model, capped epochs / frames
-        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
-        description="Four BiLSTMs over word-level text and frame-level speech, attention pooling, "
-                    "text<->speech cross-attention, CMD alignment between the branches and two "
-                    "auxiliary unimodal heads. Single-modality runs train that modality's own branch "
-                    "(BiLSTM, attention pool, auxiliary head).",
-    )
+    metadata = method_metadata_file(__file__)  # metadata.yaml: title, links, the paper's numbers
+    modalities = metadata.modalities
+    unit = metadata.unit
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

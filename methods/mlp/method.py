@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from merbench.interfaces import MethodMetadata
+from merbench.metadata import method_metadata_file
 from merbench.trainer import TorchMethod
 
 from .model import EarlyFusionMLP
@@ -12,14 +12,10 @@ from .model import EarlyFusionMLP
 
 class MLPMethod(TorchMethod):
     name = "mlp"
-    modalities = ("t", "a", "v")
-    unit = "utterance"
     config_dir = Path(__file__).parent
-    metadata = MethodMetadata(
-        title="Early-fusion MLP over pooled utterance features",
-        description="Concatenates the pooled features of the chosen modalities (standardised with "
-                    "training statistics) and classifies them with a small MLP.",
-    )
+    metadata = method_metadata_file(__file__)  # metadata.yaml: title, links, the paper's numbers
+    modalities = metadata.modalities
+    unit = metadata.unit
 
     def build_model(self, input_dims, num_classes):
         m = self.config.get("model", {})

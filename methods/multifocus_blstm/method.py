@@ -8,33 +8,12 @@ from pathlib import Path
 from typing import Callable
 
 from merbench.errors import ConfigError
-from merbench.interfaces import FitReport, MethodMetadata, ReportedResult, SplitData
+from merbench.interfaces import FitReport, SplitData
+from merbench.metadata import method_metadata_file
 from merbench.trainer import DEFAULT_TRAIN, TorchMethod
 
 from .model import FusedBLSTM, UnimodalBLSTM
 
-BIBTEX = """@misc{vira2023multifocus,
-  title        = {Multi-Modal Multi-Focus Emotion Recognition},
-  author       = {Vira, Akshat and others},
-  year         = {2023},
-  howpublished = {\\url{https://github.com/ViraAkshat/CS772-Project}},
-  note         = {CS772 course project, IIT Bombay; notebooks also in prashantkhatri23/Emotion\\_Recognition}
-}"""
-
-_SOURCE = "CS772-Project README"
-_NOTE = "random utterance split, epochs picked on test"
-REPORTED = (
-    ReportedResult("iemocap", "iemocap-4-random8020", "accuracy", 77.72, "ta", _SOURCE, _NOTE + "; GMU fusion (MMMLA)"),
-    ReportedResult("iemocap", "iemocap-4-random8020", "ua", 78.31, "ta", _SOURCE, _NOTE + "; GMU fusion (MMMLA)"),
-    ReportedResult("iemocap", "iemocap-4-random8020", "accuracy", 75.72, "ta", _SOURCE, _NOTE + "; B-MM (variant bmm)",
-                   variant="bmm"),
-    ReportedResult("iemocap", "iemocap-4-random8020", "ua", 75.99, "ta", _SOURCE, _NOTE + "; B-MM (variant bmm)",
-                   variant="bmm"),
-    ReportedResult("iemocap", "iemocap-4-random8020", "accuracy", 60.05, "a", _SOURCE, _NOTE + "; acoustic attention pooling"),
-    ReportedResult("iemocap", "iemocap-4-random8020", "ua", 60.89, "a", _SOURCE, _NOTE + "; acoustic attention pooling"),
-    ReportedResult("iemocap", "iemocap-4-random8020", "accuracy", 63.13, "t", _SOURCE, _NOTE + "; lexical attention pooling"),
-    ReportedResult("iemocap", "iemocap-4-random8020", "ua", 64.83, "t", _SOURCE, _NOTE + "; lexical attention pooling"),
-)
 
 STAGES = ("a", "t", "fusion")
 STAGE_CODE = {"a": 0.0, "t": 1.0, "fusion": 2.0}  # the "stage" column of the history rows
@@ -52,24 +31,10 @@ class MultiFocusBLSTMMethod(TorchMethod):
     """
 
     name = "multifocus_blstm"
-    modalities = ("t", "a")
-    unit = "utterance"
     config_dir = Path(__file__).parent
-    metadata = MethodMetadata(
-        title="Multi-Modal Multi-Focus Emotion Recognition (attention BLSTMs with GMU fusion)",
-        authors="Akshat Vira et al. (IIT Bombay, CS772 course project)",
-        venue="course project (GitHub)",
-        year=2023,
-        code_url="https://github.com/ViraAkshat/CS772-Project",
-        bibtex=BIBTEX,
-        reported=REPORTED,
-        budget_variants=(("cpu", "default"),),  # variants/cpu.yaml: same model, capped epochs / frames
-        paper_variants=(("paper", "default"),),  # variants/paper.yaml: the authors' own features (packs)
-        description="2-layer BiLSTMs over lexical token states and acoustic frames, context-attention "
-                    "pooling, and a gated multimodal unit fusing the two utterance vectors; the fused model "
-                    "starts from the trained unimodal models. Variants: B-MM (mean pools concatenated), "
-                    "last-step and mean pooling.",
-    )
+    metadata = method_metadata_file(__file__)  # metadata.yaml: title, links, the paper's numbers
+    modalities = metadata.modalities
+    unit = metadata.unit
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from merbench.errors import ConfigError
-from merbench.interfaces import MethodMetadata, SplitData
+from merbench.interfaces import SplitData
+from merbench.metadata import method_metadata_file
 from merbench.trainer import TorchMethod
 
 from .model import MINILM_NAMES, TextClassifier, encoder_from_config, load_tokenizer
@@ -183,21 +184,10 @@ class RawTextMixin:
 
 class TextTransformerMethod(RawTextMixin, TorchMethod):
     name = "text_transformer"
-    modalities = ("t",)
-    unit = "utterance"
     config_dir = Path(__file__).parent
-    metadata = MethodMetadata(
-        title="Text transformer baseline (fine-tuned BERT / RoBERTa / DistilBERT classifier)",
-        authors="Pritam Pani",
-        venue="GitHub repository (README only, no code)",
-        year=2025,
-        code_url="https://github.com/pritampani/Multimodal_Emotion_Recognition",
-        reported=(),  # the repository publishes no scores
-        description="A pre-trained transformer encoder fine-tuned end to end on the utterance text: pooled "
-                    "output -> dropout -> linear head, cross-entropy, AdamW 2e-5 for a few epochs. Offline the "
-                    "encoder is all-MiniLM-L6-v2; variants name bert-base-uncased, roberta-base and "
-                    "distilbert-base-uncased, and `context` prepends earlier turns with speaker names.",
-    )
+    metadata = method_metadata_file(__file__)  # metadata.yaml: title, links, the paper's numbers
+    modalities = metadata.modalities
+    unit = metadata.unit
 
     def build_model(self, input_dims, num_classes):
         m = self.config.get("model") or {}
