@@ -72,16 +72,71 @@ _FIX = ("merbench only unpickles numpy arrays and plain containers. If the file 
         "merbench.safe_pickle.ALLOWED_GLOBALS")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler whose ``find_class`` only answers from :data:`ALLOWED_GLOBALS`."""
+def pandas_globals() -> dict[tuple[str, str], Any]:
+    """What a pickled pandas DataFrame / Series needs beyond arrays (opt-in: ``safe_load(...,
+    allow=pandas_globals())``): the frame, series and index classes, the block manager and the
+    functions that rebuild blocks and indexes from arrays, under the module names pandas 1.x to 3.x
+    write, and, for pandas 3's Arrow-backed strings, pyarrow's array-from-buffers functions. Each
+    builds data from data; none imports a module or calls what the file names."""
+    import pandas as pd
+    from pandas.core.internals import managers
 
-    def __init__(self, file: IO[bytes], *, source: str = "<stream>", encoding: str = "latin1"):
+    table: dict[tuple[str, str], Any] = {}
+
+    def add(modules: tuple[str, ...], name: str, obj: Any) -> None:
+        if obj is not None:
+            for m in modules:
+                table[(m, name)] = obj
+
+    frame_mods = ("pandas", "pandas.core.frame")
+    add(frame_mods, "DataFrame", pd.DataFrame)
+    add(("pandas", "pandas.core.series"), "Series", pd.Series)
+    add(("pandas", "pandas.core.indexes.base"), "Index", pd.Index)
+    add(("pandas", "pandas.core.indexes.range"), "RangeIndex", pd.RangeIndex)
+    add(("pandas", "pandas.core.indexes.multi"), "MultiIndex", pd.MultiIndex)
+    add(("pandas", "pandas.core.arrays.string_"), "StringDtype", pd.StringDtype)
+    add(("pandas", "pandas.core.arrays.categorical"), "Categorical", pd.Categorical)
+    add(("pandas", "pandas.core.dtypes.dtypes"), "CategoricalDtype", pd.CategoricalDtype)
+    add(("pandas.arrays", "pandas.core.arrays.string_arrow"), "ArrowStringArray",
+        getattr(pd.arrays, "ArrowStringArray", None))
+    add(("pandas.arrays", "pandas.core.arrays.string_"), "StringArray", getattr(pd.arrays, "StringArray", None))
+    from pandas.core.indexes import base as index_base
+
+    add(("pandas.core.indexes.base",), "_new_Index", index_base._new_Index)
+    for name in ("BlockManager", "SingleBlockManager"):
+        add(("pandas.core.internals.managers",), name, getattr(managers, name, None))
+    try:
+        from pandas._libs import internals as libinternals
+
+        add(("pandas._libs.internals",), "_unpickle_block", getattr(libinternals, "_unpickle_block", None))
+    except ImportError:  # pragma: no cover - older pandas
+        pass
+    from pandas.core.internals import blocks
+
+    for name in ("new_block", "make_block", "Block", "ObjectBlock", "FloatBlock", "IntBlock", "NumpyBlock"):
+        add(("pandas.core.internals.blocks",), name, getattr(blocks, name, None))
+    try:
+        import pyarrow.lib as pa_lib
+
+        for name in ("_restore_array", "py_buffer", "type_for_alias"):
+            add(("pyarrow.lib",), name, getattr(pa_lib, name, None))
+    except ImportError:  # pragma: no cover - pandas without pyarrow pickles no Arrow strings
+        pass
+    return table
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler whose ``find_class`` only answers from :data:`ALLOWED_GLOBALS` (and ``allow``)."""
+
+    def __init__(self, file: IO[bytes], *, source: str = "<stream>", encoding: str = "latin1",
+                 allow: dict[tuple[str, str], Any] | None = None):
         super().__init__(file, encoding=encoding)
         self.source = source
+        self.allow = allow or {}
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            return ALLOWED_GLOBALS[(module, name)] if (module, name) in ALLOWED_GLOBALS else self.allow[(module, name)]
         except KeyError:
             raise UnsafePickleError(
                 f"refusing to unpickle {self.source}: it asks for the global {module}.{name}, "
@@ -99,9 +154,9 @@ def _name_of(path_or_file: Any) -> str:
     return str(getattr(path_or_file, "name", "<stream>"))
 
 
-def _unpickle(fh: IO[bytes], source: str, encoding: str) -> Any:
+def _unpickle(fh: IO[bytes], source: str, encoding: str, allow: dict | None = None) -> Any:
     try:
-        return RestrictedUnpickler(fh, source=source, encoding=encoding).load()
+        return RestrictedUnpickler(fh, source=source, encoding=encoding, allow=allow).load()
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
@@ -109,7 +164,8 @@ def _unpickle(fh: IO[bytes], source: str, encoding: str) -> Any:
                             fix="the file is truncated or not a pickle; download it again") from e
 
 
-def safe_load(path_or_file: str | Path | IO[bytes], encoding: str = "latin1") -> Any:
+def safe_load(path_or_file: str | Path | IO[bytes], encoding: str = "latin1",
+              allow: dict[tuple[str, str], Any] | None = None) -> Any:
     """Unpickle a file (path or binary file object) allowing only arrays and plain containers.
 
     ``encoding="latin1"`` reads Python 2 pickles (their ``str`` are bytes) and numpy arrays
@@ -118,8 +174,8 @@ def safe_load(path_or_file: str | Path | IO[bytes], encoding: str = "latin1") ->
     source = _name_of(path_or_file)
     if isinstance(path_or_file, (str, Path)):
         with open(path_or_file, "rb") as fh:
-            return _unpickle(fh, source, encoding)
-    return _unpickle(path_or_file, source, encoding)
+            return _unpickle(fh, source, encoding, allow)
+    return _unpickle(path_or_file, source, encoding, allow)
 
 
 def _read_npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:

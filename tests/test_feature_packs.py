@@ -80,8 +80,11 @@ def export(capsys, tmp_path, fmt, level="pooled"):
 
 # -- round trips ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt,level", [("npy-dir", "pooled"), ("npy-dir", "frames"), ("json", "pooled"),
-                                       ("json", "frames")])
+FORMATS = ["npy-dir", "json", "dialogue-pickle", "mmsa", "table", "dataframe-pickle"]
+
+
+@pytest.mark.parametrize("level", ["pooled", "frames"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_gives_identical_arrays(synth, capsys, tmp_path, fmt, level):
     opts = export(capsys, tmp_path, fmt, level)
     got, report = read_back(opts, level)
@@ -98,7 +101,7 @@ def test_round_trip_gives_identical_arrays(synth, capsys, tmp_path, fmt, level):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["npy-dir", "json"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_run_on_a_pack_gives_the_same_result_as_on_the_extractor(synth, capsys, tmp_path, fmt):
     from merbench.results import read_result
     from merbench.runner import RunRequest, run
@@ -279,3 +282,152 @@ def test_label_comparison_accepts_other_spellings_and_merges_but_not_disagreemen
     assert res["disagree"] == [("u4", 0, "sad")]
     res = compare_labels({"u1": 1.5, "u2": -0.4}, {"u1": "2", "u2": "0"}, {"u1": 1.5, "u2": 0.4})
     assert [d[0] for d in res["disagree"]] == ["u2"]
+
+
+# -- labels carried by a pack: misalignment is an error ------------------------------------------
+
+def _dialogue_pack(capsys, tmp_path):
+    from merbench.safe_pickle import safe_load
+
+    opts = export(capsys, tmp_path, "dialogue-pickle")
+    return opts, safe_load(opts["path"])
+
+
+def _dump(obj, path):
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh, protocol=4)
+
+
+def test_a_label_disagreement_is_reported_as_misalignment(synth, capsys, tmp_path):
+    opts, obj = _dialogue_pack(capsys, tmp_path)
+    d = next(iter(obj["videoLabels"]))
+    obj["videoLabels"][d][1] = "anger" if obj["videoLabels"][d][1] != "anger" else "joy"
+    _dump(obj, opts["path"])
+    uid = obj["videoIDs"][d][1]
+    with pytest.raises(PackError, match=rf"labels disagree with the corpus's for 1 of 66 .*{uid}: pack") as e:
+        read_back(opts)
+    assert opts["path"] in str(e.value) and "labels: ignore" in e.value.fix
+    _, report = read_back({**opts, "labels": "ignore"})
+    assert report["labels"] == "not compared (labels: ignore)"
+
+
+def test_shuffled_turns_without_ids_are_caught_by_the_labels(synth, capsys, tmp_path):
+    opts, obj = _dialogue_pack(capsys, tmp_path)
+    del obj["videoIDs"]  # dialogue order only, as COSMIC's pickles
+    _dump(obj, opts["path"])
+    got, report = read_back(opts)  # in order: every turn lands on ours, labels agree
+    np.testing.assert_array_equal(got.pooled, source_table().pooled)
+    assert report["ids"] == "identity" and report["labels"]["disagree"] == 0
+    d = next(d for d, labs in obj["videoLabels"].items() if len(set(labs)) > 1)
+    for item in ("videoLabels", "audio", "videoSpeakers"):
+        obj[item][d] = obj[item][d][::-1]  # this dialogue's turns in another order
+    _dump(obj, opts["path"])
+    with pytest.raises(PackError, match=rf"misaligned: {d}_t"):
+        read_back(opts)
+    del obj["videoLabels"]
+    _dump(obj, opts["path"])
+    with pytest.raises(PackError, match="dialogue order without utterance ids or labels"):
+        read_back(opts)
+
+
+def test_mmsa_sentiment_scores_are_checked_against_the_corpus(tmp_path):
+    """MOSI's real clip ids and scores in an MMSA-shaped pack: ids video$_$clip, scores agree; one
+    swapped pair of rows is a disagreement naming both clips."""
+    from conftest import shared_data_or_skip
+    from merbench.datasets.mosi.adapter import MOSIDataset
+    from merbench.features.packs.check import check_pack
+    from merbench.features.packs.extractor import AudioPack
+
+    mosi = MOSIDataset(shared_data_or_skip() / "mosi").load()
+    parts = {}
+    for split in ("train", "valid", "test"):
+        us = [u for u in mosi.utterances if u.meta["split"] == split]
+        video_clip = [u.uid.rsplit("_", 1) for u in us]
+        parts[split] = {"id": np.array([f"{v}$_${c}" for v, c in video_clip]),
+                        "audio": np.random.default_rng(0).normal(size=(len(us), 4, 5)).astype(np.float32),
+                        "audio_lengths": np.full(len(us), 3), "regression_labels": np.array(
+                            [u.meta["sentiment"] for u in us], dtype=np.float32)}
+    path = tmp_path / "unaligned_50.pkl"
+    _dump(parts, path)
+    report = check_pack(AudioPack(path=str(path)), mosi)
+    assert report["ids"] == "mosi" and report["matched"] == 2199 and report["labels"]["disagree"] == 0
+    assert report["frames"]["max"] == 3 and report["format"] == "mmsa"
+    labels = parts["test"]["regression_labels"]
+    i = next(i for i in range(1, len(labels)) if abs(labels[i] - labels[0]) > 0.5)
+    labels[[0, i]] = labels[[i, 0]]
+    _dump(parts, path)
+    first_clip = parts["test"]["id"][0].replace("$_$", "_")
+    with pytest.raises(PackError, match=rf"for 2 of 2199 .*{first_clip}"):
+        check_pack(AudioPack(path=str(path)), mosi)
+
+
+@pytest.mark.parametrize("corpus_name", ["meld", "iemocap"])
+def test_real_cosmic_layouts_map_onto_our_corpora(tmp_path, corpus_name):
+    """COSMIC's own pickles (dialogue order, no utterance ids) with a feature item added: every turn
+    maps onto our MELD / IEMOCAP utterances and the pack's labels agree with ours."""
+    from conftest import shared_data_or_skip
+    from merbench.datasets.iemocap.adapter import IEMOCAPDataset
+    from merbench.datasets.meld.adapter import MELDDataset
+    from merbench.features.packs.check import check_pack
+    from merbench.features.packs.extractor import TextPack
+    from merbench.safe_pickle import safe_load
+
+    shared = shared_data_or_skip()
+    src, ds = {"meld": ("meld/cosmic_meld.pkl", MELDDataset(shared / "meld")),
+               "iemocap": ("iemocap/cosmic/iemocap.pkl", IEMOCAPDataset(shared / "iemocap"))}[corpus_name]
+    with pytest.raises(PackError, match="no item holds feature vectors"):
+        TextPack(path=str(shared / src), format="dialogue-pickle").pack()
+    items = list(safe_load(shared / src))
+    items.insert(3, {d: np.ones((len(turns), 6), dtype=np.float32) for d, turns in items[1].items()})
+    _dump(items, tmp_path / "pack.pkl")
+    report = check_pack(TextPack(path=str(tmp_path / "pack.pkl"), format="dialogue-pickle"), ds.load())
+    assert report["ids"] == ("meld" if corpus_name == "meld" else "identity")
+    assert report["missing"] == report["extra"] == 0 and report["labels"]["disagree"] == 0
+    assert report["matched"] == {"meld": 13708, "iemocap": 7433}[corpus_name]
+
+
+# -- pickles: only data, never code -------------------------------------------------------------
+
+class _Boom:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("fmt", ["dialogue-pickle", "mmsa", "dataframe-pickle"])
+def test_a_pickle_with_code_is_refused_and_nothing_runs(tmp_path, fmt):
+    from merbench.errors import UnsafePickleError
+    from merbench.features.packs.extractor import AudioPack
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "pack.pkl"
+    _dump({"train": {"id": np.array(["a"]), "audio": np.zeros((1, 3)), "x": _Boom(marker)}}, path)
+    with pytest.raises(UnsafePickleError, match=r"pack\.pkl: it asks for the global (posix|os)\.system"):
+        AudioPack(path=str(path), format=fmt).pack()
+    assert not marker.exists()
+
+
+# -- the papers' layouts ------------------------------------------------------------------------
+
+def test_cross_modal_spreadsheet_layout(tmp_path):
+    """List literals in cells, `File Name` with the clip's extension, an `Emotion` column."""
+    import pandas as pd
+
+    from merbench.features.packs.table import read
+
+    df = pd.DataFrame({"File Name": ["dia0_utt0.mp4", "dia0_utt1.mp4"], "Utterance": ["hi there", "bye"],
+                       "V1": [str([0.5, 1.0, 2.0]), str([1.5, 2.0, 3.0])], "A2": [str([1.0, 2.0]), str([3.0, 4.0])],
+                       "Emotion": ["joy", "neutral"]})
+    df.to_csv(tmp_path / "features.csv", index=False)
+    with pytest.raises(PackError, match=r"several vector columns \(V1, A2\)"):
+        read(tmp_path / "features.csv")
+    pack = read(tmp_path / "features.csv", "V1")
+    assert list(pack.vectors) == ["dia0_utt0", "dia0_utt1"] and pack.labels["dia0_utt1"] == "neutral"
+    np.testing.assert_array_equal(pack.vectors["dia0_utt1"], [1.5, 2.0, 3.0])
+    pytest.importorskip("openpyxl")
+    df.to_excel(tmp_path / "features.xlsx", index=False)
+    np.testing.assert_array_equal(read(tmp_path / "features.xlsx", "A2").vectors["dia0_utt0"], [1.0, 2.0])

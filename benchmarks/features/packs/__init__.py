@@ -27,12 +27,7 @@ FORMATS = {
 def format_module(name: str):
     if name not in FORMATS:
         raise PackError(f"unknown pack format {name!r}", fix=f"use one of: {', '.join(FORMATS)}")
-    try:
-        return importlib.import_module(f"{__name__}.{FORMATS[name]}")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.endswith(FORMATS[name]):
-            raise PackError(f"pack format {name!r} is not implemented yet", fix=f"use one of: npy-dir, json") from None
-        raise
+    return importlib.import_module(f"{__name__}.{FORMATS[name]}")
 
 
 def infer_format(path: Path) -> str:

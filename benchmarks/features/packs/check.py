@@ -48,7 +48,8 @@ def check_pack(extractor: PackExtractor, corpus: Corpus, on_bad_media: str = "er
     src = pack.source
     disagree = []
     if pack.labels and extractor.labels == "check":
-        scores = {u.uid: float(u.meta["sentiment"]) for u in corpus.utterances if "sentiment" in u.meta}
+        scores = {u.uid: float(u.meta["sentiment"]) for u in corpus.utterances  # MOSI / MOSEI: numbers
+                  if isinstance(u.meta.get("sentiment"), (int, float))}
         result = compare_labels(extractor.pack_labels(), {u.uid: u.label for u in corpus.utterances}, scores)
         disagree = result["disagree"]
         rep["labels"] = {**result, "disagree": len(disagree),

@@ -80,6 +80,19 @@ def split_name(name: str | None) -> str | None:
     return hits.pop() if len(hits) == 1 else None
 
 
+def write_pickle(target: Path, obj: Any) -> Path:
+    """Atomically pickle a pack of arrays and plain containers (what the restricted unpickler reads)."""
+    import pickle
+
+    from ...atomic import atomic_write
+
+    def dump(p: Path) -> None:
+        with open(p, "wb") as fh:
+            pickle.dump(obj, fh, protocol=4)
+
+    return atomic_write(target, dump)
+
+
 # -- fingerprints: an edited pack must re-extract ------------------------------------------
 
 _WHOLE = 64 << 20  # files up to this size are hashed whole; larger ones by samples and size
