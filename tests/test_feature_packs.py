@@ -428,6 +428,8 @@ def test_cross_modal_spreadsheet_layout(tmp_path):
     pack = read(tmp_path / "features.csv", "V1")
     assert list(pack.vectors) == ["dia0_utt0", "dia0_utt1"] and pack.labels["dia0_utt1"] == "neutral"
     np.testing.assert_array_equal(pack.vectors["dia0_utt1"], [1.5, 2.0, 3.0])
+    np.testing.assert_array_equal(read(tmp_path / "features.csv", "V1, A2").vectors["dia0_utt1"],
+                                  [1.5, 2.0, 3.0, 3.0, 4.0])
     pytest.importorskip("openpyxl")
     df.to_excel(tmp_path / "features.xlsx", index=False)
     np.testing.assert_array_equal(read(tmp_path / "features.xlsx", "A2").vectors["dia0_utt0"], [1.0, 2.0])

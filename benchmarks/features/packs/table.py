@@ -2,7 +2,7 @@
 
 Vectors either as a list literal in one cell (the cross-modal attention spreadsheet: ``V1`` ..
 ``V4``, ``A2``; frames as a list of lists) or as numbered columns ``<key>_0 .. <key>_{D-1}``
-(``key`` is then the prefix). The id column is the first of ``uid``, ``id``, ``file name``,
+(``key`` is then the prefix); ``key: V1,V3,V4`` joins several into one vector. The id column is the first of ``uid``, ``id``, ``file name``,
 ``file_name``, ``filename``, ``file``, ``name``, ``utterance_id`` (case-insensitive; a media
 extension is dropped: ``dia0_utt0.mp4`` -> ``dia0_utt0``), or else ``Dialogue_ID`` + ``Utterance_ID``
 as ``dia{d}_utt{u}``. A ``label`` / ``emotion`` column is the pack's labels, a ``split`` column its
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...atomic import atomic_write_text
-from .pack import Pack, PackError
+from .pack import Pack, PackError, as_array
 
 ID_COLUMNS = ("uid", "id", "file name", "file_name", "filename", "file", "name", "utterance_id")
 LABEL_COLUMNS = ("label", "emotion", "labels", "emotion_label")
@@ -74,10 +74,12 @@ def from_frame(df, source: str, fmt: str, key: str | None) -> Pack:
                                              else f"no vector column (columns: {', '.join(map(str, df.columns))})"),
                             fix="set key to the column (or the prefix of numbered columns) of this modality")
         key = next(iter(cands))
-    if str(key) not in cands:
-        raise PackError(f"{source}: no vector column {key!r}; vector columns: {', '.join(cands) or 'none'}",
-                        fix="set key to a column of lists / arrays, or the prefix of numbered columns key_0, key_1 ...")
-    cols = cands[str(key)]
+    names = [k.strip() for k in str(key).split(",")]
+    for name in names:
+        if name not in cands:
+            raise PackError(f"{source}: no vector column {name!r}; vector columns: {', '.join(cands) or 'none'}",
+                            fix="set key to a column of lists / arrays, the prefix of numbered columns key_0, "
+                                "key_1 ..., or several of them joined by commas (V1,V3,V4)")
     id_col = _column(df.columns, ID_COLUMNS)
     if id_col is not None:
         keys = [MEDIA_EXT.sub("", str(v).strip()) for v in df[id_col]]
@@ -91,10 +93,16 @@ def from_frame(df, source: str, fmt: str, key: str | None) -> Pack:
     label_col = _column(df.columns, LABEL_COLUMNS)
     split_col = _column(df.columns, ("split",))
     pack = Pack(source=source, format=fmt)
-    values = df[cols].to_numpy(dtype=np.float32) if len(cols) > 1 else None
+    # per key name: an (N, D) block of numbered columns, or None (one cell per row to read)
+    blocks = {n: df[cands[n]].to_numpy(dtype=np.float32) if len(cands[n]) > 1 else None for n in names}
     for i, k in enumerate(keys):
         where = f"{source}, row {i + 1} ({k})"
-        pack.add(k, values[i] if values is not None else _cell(df[cols[0]].iloc[i], where), where)
+        parts = [as_array(blocks[n][i] if blocks[n] is not None else _cell(df[cands[n][0]].iloc[i], where),
+                          f"{where}, column {n}") for n in names]
+        if len(parts) > 1 and len({p.shape[:-1] for p in parts}) > 1:
+            raise PackError(f"{where}: columns {', '.join(names)} have shapes {[p.shape for p in parts]}, which "
+                            "cannot be joined", fix="join only pooled columns, or frames of equal length")
+        pack.add(k, parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1), where)
         pack.files.pop(k, None)  # one file: messages name the row through the key
         if label_col is not None:
             lab = df[label_col].iloc[i]
