@@ -99,8 +99,10 @@ def resolve(req: RunRequest):
     return method_cls, adapter_cls, protocol, mods, config
 
 
-def _check_modalities(corpus: Corpus, mods: Sequence[str], dataset: str) -> None:
-    missing = [m for m in mods if m not in corpus.modalities]
+def _check_modalities(corpus: Corpus, requests: dict, dataset: str) -> None:
+    """Every modality the method reads needs the corpus's media, unless a feature pack supplies it."""
+    missing = [m for m, r in requests.items()
+               if m not in corpus.modalities and not getattr(check_options(r), "is_pack", False)]
     if missing:
         names = ", ".join(MODALITY_NAMES[m] for m in missing)
         have = ",".join(corpus.modalities) or "none"
@@ -286,7 +288,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         # No modalities asked for: use what the method supports and this copy of the corpus has.
         mods = tuple(m for m in mods if m in corpus.modalities) or mods
         requests = method_cls.feature_requests(config, mods)
-    _check_modalities(corpus, list(requests), adapter_cls.name)  # only what the method reads
+    _check_modalities(corpus, requests, adapter_cls.name)  # only what the method reads
     splits = protocol.build(corpus)
     reporter.stage(f"protocol: {protocol.name} v{protocol.version}, folds: {len(splits.folds)}, "
                    f"manifest {splits.manifest_hash[:12]}")

@@ -115,3 +115,18 @@ def test_real_pack_order_among_same_label_clips_follows_the_transcripts():
     aligned = sa.align(videos, prints)
     check = sa.word_count_order_check(aligned, prints, MOSIDataset(data / "mosi")._texts(), shuffles=20)
     assert check["z"] > 8 and check["observed"] > check["shuffled_max"]
+
+
+def test_a_pack_supplies_a_modality_the_corpus_has_no_media_for():
+    from types import SimpleNamespace
+
+    from merbench.errors import ConfigError
+    from merbench.interfaces import parse_feature_request
+    from merbench.runner import _check_modalities
+
+    corpus = SimpleNamespace(modalities=("t",), root="/mosi")  # annotations only, as the shared copy
+    pack = parse_feature_request({"extractor": "audio-pack", "options": {"path": "/p", "format": "npy-dir"}}, "a")
+    _check_modalities(corpus, {"t": parse_feature_request("text-minilm", "t"), "a": pack}, "mosi")
+    with pytest.raises(ConfigError, match="corpus mosi at /mosi has no audio files"):
+        _check_modalities(corpus, {"t": parse_feature_request("text-minilm", "t"),
+                                   "a": parse_feature_request("audio-egemaps", "a")}, "mosi")

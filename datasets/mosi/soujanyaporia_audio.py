@@ -33,7 +33,7 @@ import numpy as np
 from merbench.atomic import atomic_write, atomic_write_json
 from merbench.download import sha256_file
 from merbench.errors import MerbenchError
-from merbench.paths import home
+from merbench.paths import data_root
 from merbench.safe_pickle import safe_load
 
 from .adapter import MOSIDataset, split_clip_id
@@ -57,7 +57,9 @@ class PackVideo:
 
 
 def default_output() -> Path:
-    return home() / "packs" / "mosi" / PACK_NAME
+    """``<data root>/packs/mosi/soujanyaporia-audio``: a feature request finds it as
+    ``{data}/packs/mosi/soujanyaporia-audio`` (``{data}`` = $MERBENCH_DATA, else $MERBENCH_HOME/data)."""
+    return data_root() / "packs" / "mosi" / PACK_NAME
 
 
 def read_pack(path: str | Path) -> list[PackVideo]:
