@@ -142,7 +142,7 @@ def info(method: str = typer.Argument(..., help="method name"),
     from .features.text import architecture_only
     from .registry import get_method
     from .runner import feature_dims
-    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
+    from .registry import resolve_dataset as get_dataset
 
     cls = get_method(method)
     md = cls.metadata
@@ -291,7 +291,7 @@ def leaderboard(results_dir: Path = typer.Option(Path("results"), "--results-dir
 @data_app.command("prepare")
 def data_prepare(dataset: str = typer.Argument(...), root: Optional[Path] = typer.Option(None, "--root")):
     """Generate (synthetic) or validate a corpus so that runs can start."""
-    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
+    from .registry import resolve_dataset as get_dataset
 
     adapter = get_dataset(dataset)(root)
     adapter.prepare(progress=True)
@@ -306,7 +306,7 @@ def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typ
     """Counts per split and class under a protocol, and missing media."""
     from collections import Counter
 
-    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
+    from .registry import resolve_dataset as get_dataset
 
     cls = get_dataset(dataset)
     corpus = cls(root).load()
@@ -426,7 +426,7 @@ def features_extract(dataset: str = typer.Argument(...),
                                                            "features ... options, e.g. model=NAME_OR_FOLDER")):
     """Extract one extractor's features for a whole corpus into the cache (resumable)."""
     from .features.store import bad_media, extract_corpus
-    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
+    from .registry import resolve_dataset as get_dataset
 
     if workers < 1:
         raise MerbenchError(f"--workers {workers}: need at least one")
@@ -458,7 +458,7 @@ def features_export(dataset: str = typer.Argument(...),
     from .corpus import MODALITY_NAMES
     from .features.packs.export import export
     from .features.store import extract_corpus, load_table
-    from merbench.datasets.yaml_corpus import resolve_dataset as get_dataset
+    from .registry import resolve_dataset as get_dataset
 
     if level not in ("pooled", "frames"):
         raise MerbenchError(f"--level {level!r}", fix="use pooled or frames")

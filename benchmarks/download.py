@@ -434,7 +434,7 @@ def download_dataset(dataset: str, root: Optional[Path] = None, url_base: Option
                      only: Optional[list[str]] = None, progress: ProgressArg = True,
                      timeout: float = 60.0) -> list[Path]:
     """Fetch (and unpack) a corpus's downloads into ``root`` (default ``data_root()/<name>``)."""
-    from merbench.datasets.yaml_corpus import resolve_dataset
+    from .registry import resolve_dataset
     from .paths import data_root
 
     cls = resolve_dataset(dataset)
@@ -483,7 +483,7 @@ def download(
     """Download a corpus's public files (resumable, checksummed) and unpack its archives."""
     from rich.console import Console
 
-    from merbench.datasets.yaml_corpus import resolve_dataset
+    from .registry import resolve_dataset
 
     console = Console()
     if list_only:

@@ -122,6 +122,10 @@ METHODS: Registry = Registry("method", "merbench.methods")
 DATASETS: Registry = Registry("dataset", "merbench.datasets")
 FEATURES: Registry = Registry("feature", "merbench.features")
 
+# Dataset arguments that are files: suffix -> "module:function" turning the file into a
+# registered adapter class (e.g. a YAML corpus descriptor); filled from merbench.datasets.
+DATASET_FILES: dict[str, str] = {}
+
 _builtins_loaded = False
 
 
@@ -131,13 +135,14 @@ def load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    from merbench.datasets import BUILTIN_DATASETS
+    from merbench.datasets import BUILTIN_DATASETS, DATASET_FILE_LOADERS
     from merbench.features import BUILTIN_FEATURES
     from merbench.methods import BUILTIN_METHODS
 
     METHODS.add_lazy(BUILTIN_METHODS)
     DATASETS.add_lazy(BUILTIN_DATASETS)
     FEATURES.add_lazy(BUILTIN_FEATURES)
+    DATASET_FILES.update(DATASET_FILE_LOADERS)
 
 
 def get_method(name: str):
@@ -148,6 +153,17 @@ def get_method(name: str):
 def get_dataset(name: str):
     load_builtins()
     return DATASETS.get(name)
+
+
+def resolve_dataset(name_or_path):
+    """The adapter class for a dataset argument: a registered name, or the path of a corpus file
+    (``*.yaml`` / ``*.yml`` descriptor) that its loader registers under the corpus' name."""
+    load_builtins()
+    text = str(name_or_path)
+    for suffix, ref in DATASET_FILES.items():
+        if text.lower().endswith(suffix):
+            return import_object(ref)(name_or_path)
+    return DATASETS.get(text)
 
 
 def get_feature(name: str):

@@ -80,7 +80,7 @@ def _safe(name: str) -> str:
 
 def resolve(req: RunRequest):
     """Look everything up and validate it before any work starts."""
-    from merbench.datasets.yaml_corpus import resolve_dataset  # a registered name or a corpus .yaml
+    from .registry import resolve_dataset  # a registered name or a corpus .yaml
 
     method_cls = get_method(req.method)
     adapter_cls = resolve_dataset(req.dataset)

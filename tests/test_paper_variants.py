@@ -95,7 +95,7 @@ def test_the_expected_counts_are_the_papers():
 # -- our paper variants ----------------------------------------------------------------------------
 
 def paper_method(name: str, dataset: str, protocol: str, mods: tuple[str, ...]):
-    from merbench.datasets.yaml_corpus import resolve_dataset
+    from merbench.registry import resolve_dataset
 
     cls = get_method(name)
     proto = resolve_dataset(dataset).protocol(protocol)

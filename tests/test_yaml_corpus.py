@@ -18,10 +18,9 @@ from merbench.datasets.yaml_corpus import (
     open_yaml_corpus,
     parse_descriptor,
     register_yaml_corpus,
-    resolve_dataset,
     yaml_corpus_class,
 )
-from merbench.registry import DATASETS, load_builtins
+from merbench.registry import DATASETS, load_builtins, resolve_dataset
 
 load_builtins()
 toy.register()  # the toy-bow text extractor

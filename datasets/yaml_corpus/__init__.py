@@ -1,16 +1,14 @@
 """Corpora described by a YAML file (annotation table, column map, labels, split rule).
 
-``bench run <method> path/to/corpus.yaml`` reaches them through :func:`resolve_dataset`;
+``bench run <method> path/to/corpus.yaml`` reaches them through ``merbench.registry.resolve_dataset``;
 see README.md in this folder for the descriptor format. ``descriptor.py`` reads and checks
 the YAML file; ``adapter.py`` reads the tables it names and builds the corpus.
 """
 
 from .adapter import (
     YamlCorpus,
-    is_descriptor_path,
     open_yaml_corpus,
     register_yaml_corpus,
-    resolve_dataset,
     yaml_corpus_class,
 )
 from .descriptor import (
@@ -18,5 +16,5 @@ from .descriptor import (
     parse_descriptor,
 )
 
-__all__ = ["Descriptor", "YamlCorpus", "is_descriptor_path", "open_yaml_corpus", "parse_descriptor",
-           "register_yaml_corpus", "resolve_dataset", "yaml_corpus_class"]
+__all__ = ["Descriptor", "YamlCorpus", "open_yaml_corpus", "parse_descriptor",
+           "register_yaml_corpus", "yaml_corpus_class"]

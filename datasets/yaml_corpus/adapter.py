@@ -368,17 +368,3 @@ def register_yaml_corpus(path: str | Path) -> type[YamlCorpus]:
                      fix="give this corpus another name (`bench list datasets` shows the names in use)")
     DATASETS.add(cls.name, cls)
     return cls
-
-
-def is_descriptor_path(name_or_path: str | Path) -> bool:
-    return str(name_or_path).lower().endswith((".yaml", ".yml"))
-
-
-def resolve_dataset(name_or_path: str | Path) -> type[DatasetAdapter]:
-    """The adapter class for a dataset argument: a registered name, or the path of a YAML
-    corpus descriptor (``*.yaml`` / ``*.yml``), which is registered under its name."""
-    if is_descriptor_path(name_or_path):
-        return register_yaml_corpus(name_or_path)
-    from merbench.registry import get_dataset
-
-    return get_dataset(str(name_or_path))
