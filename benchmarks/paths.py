@@ -35,3 +35,15 @@ def shared_data() -> Path | None:
         if c.is_dir():
             return c
     return None
+
+
+def default_corpus_root(name: str) -> Path:
+    """``$MERBENCH_DATA/<name>`` when MERBENCH_DATA is set and has it, else the shared
+    annotation folder ``shared_data()/<name>`` when present, else ``data_root()/<name>``."""
+    own = data_root() / name
+    if os.environ.get("MERBENCH_DATA") and own.exists():
+        return own
+    shared = shared_data()
+    if shared is not None and (shared / name).is_dir():
+        return shared / name
+    return own

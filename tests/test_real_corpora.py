@@ -17,7 +17,7 @@ from merbench.safe_pickle import safe_load
 
 from merbench.datasets.iemocap.adapter import COSMIC_VALID_DIALOGUES, IEMOCAPDataset
 from merbench.datasets.meld.adapter import MELDDataset
-from merbench.datasets.meld.text import clean_text
+from merbench.corpus_text import clean_text
 from merbench.datasets.mosei.adapter import MOSEIDataset
 from merbench.datasets.mosi.adapter import MOSIDataset, class7, polarity
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from merbench.corpus import Corpus, Utterance
+from merbench.corpus_text import clean_text, decode_bytes
 from merbench.download import Download
 from merbench.errors import CorpusNotFoundError, MerbenchError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
+from merbench.paths import default_corpus_root
 from merbench.protocols import Protocol, split_by_field
-
-from .text import clean_text, decode_bytes
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +50,6 @@ def parse_time(s: str) -> float | None:
         return None
     h, mi, se, ms = m.groups()
     return int(h) * 3600 + int(mi) * 60 + int(se) + (int(ms.ljust(3, "0")) / 1000 if ms else 0.0)
-
-
-def default_corpus_root(name: str) -> Path:
-    """``$MERBENCH_DATA/<name>`` when MERBENCH_DATA is set and has it, else the shared
-    annotation folder ``shared_data()/<name>`` when present, else ``data_root()/<name>``."""
-    from merbench.paths import data_root, shared_data
-
-    own = data_root() / name
-    if os.environ.get("MERBENCH_DATA") and own.exists():
-        return own
-    shared = shared_data()
-    if shared is not None and (shared / name).is_dir():
-        return shared / name
-    return own
 
 
 def read_split_csv(path: Path) -> list[dict[str, str]]:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from merbench.corpus import Corpus, Utterance
+from merbench.corpus_text import clean_text, decode_bytes
 from merbench.errors import CorpusNotFoundError, MerbenchError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
+from merbench.paths import default_corpus_root
 from merbench.protocols import Protocol, split_by_field
 from merbench.safe_pickle import safe_load_npz
 
-from ..meld.adapter import default_corpus_root
-from ..meld.text import clean_text, decode_bytes
 
 log = logging.getLogger(__name__)
 

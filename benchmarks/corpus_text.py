@@ -1,4 +1,4 @@
-"""Text clean-up shared by the real-corpus adapters.
+"""Text clean-up shared by the real-corpus adapters (MELD, IEMOCAP, MOSI read through it).
 
 Corpus files mix encodings: MELD's CSVs are UTF-8 in one release and cp1252 in
 another, COSMIC's pickles hold cp1252 bytes read as latin-1 (``\\x92`` for a right
