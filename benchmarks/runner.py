@@ -356,7 +356,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
 
 def _plots(result: RunResult, out: Path, reporter: Reporter) -> None:
     try:
-        from merbench.leaderboard.plots import save_confusion_png, save_curves_png
+        from .run_plots import save_confusion_png, save_curves_png
     except ImportError as e:  # plotting is a convenience; a run must not fail on it
         reporter.warn(f"plots skipped: {e}")
         return

@@ -1,7 +1,8 @@
 """The leaderboard: aggregate result files over seeds and render them as Markdown.
 
-Plots (``merbench.leaderboard.plots``) are not imported here, so importing the
-leaderboard does not pull in matplotlib.
+The charts of the extras (``merbench.leaderboard.ablation``) are not imported here, so
+importing the leaderboard does not pull in matplotlib. Per-run plots (confusion matrix,
+training curves) are the engine's: ``merbench.run_plots``.
 """
 
 from .aggregate import (

@@ -248,7 +248,7 @@ def _is_png(path: Path) -> bool:
 
 
 def test_plots(tmp_path):
-    from merbench.leaderboard.plots import save_confusion_png, save_curves_png
+    from merbench.run_plots import save_confusion_png, save_curves_png
 
     cm = tmp_path / "sub" / "confusion.png"
     save_confusion_png([[8, 1, 1], [2, 6, 2], [0, 0, 0]], LABELS, cm, title="test")

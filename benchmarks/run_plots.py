@@ -1,4 +1,4 @@
-"""PNG plots written after every run: a confusion matrix and training curves.
+"""PNG plots the runner writes after every run: a confusion matrix and training curves.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so nothing touches
 the global backend or needs a display, and figures are freed when they go out of scope.
