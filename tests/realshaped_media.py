@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import csv
 import math
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from merbench.features.media import write_av_clip
 
 FPS = 25
 WIDTH, HEIGHT = 192, 96
@@ -70,56 +71,6 @@ def render(rng: np.random.Generator, faces: list[dict], n_frames: int, width: in
 NEUTRAL_FACE = {"curve": 0.0, "brow_angle": 0.0, "brow_raise": 0.0, "eye_open": 1.0, "mouth_width": 1.0}
 
 
-def write_clip(path: Path, frames: list[np.ndarray], audio: np.ndarray | None, sr: int, *, video_codec: str = "libx264",
-               audio_codec: str = "aac", vfr: bool = False) -> None:
-    """Video (and audio, stereo) into one container with PyAV. ``vfr``: frame durations alternate
-    20 / 60 ms (mean 40 ms, 25 fps on average) with millisecond time stamps."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream(video_codec, rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        if video_codec == "libx264":
-            vs.options = {"preset": "ultrafast", "crf": "12"}
-        if vfr:
-            vs.codec_context.time_base = vs.time_base = Fraction(1, 1000)
-        astream = None
-        if audio is not None:
-            astream = out.add_stream(audio_codec, rate=sr)
-            astream.layout = "stereo"
-        t_ms = 0
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            if vfr:
-                frame.pts, frame.time_base = t_ms, Fraction(1, 1000)
-                t_ms += 20 if i % 2 == 0 else 60
-            else:
-                frame.pts = i
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-        if astream is not None:
-            size = astream.codec_context.frame_size or 1024
-            for k in range(0, len(audio), size):
-                chunk = audio[k:k + size]
-                if audio_codec == "aac" and len(chunk) < size:
-                    chunk = np.pad(chunk, (0, size - len(chunk)))
-                if audio_codec == "pcm_s16le":
-                    pcm = (np.repeat(chunk[:, None], 2, 1).reshape(1, -1) * 32767).astype(np.int16)
-                    af = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
-                else:
-                    af = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]).astype(np.float32), format="fltp",
-                                                    layout="stereo")
-                af.sample_rate, af.pts = sr, k
-                for p in astream.encode(af):
-                    out.mux(p)
-            for p in astream.encode():
-                out.mux(p)
-
-
 def _identity(k: int) -> dict:
     from merbench.datasets.synthetic.generator import speaker_identity
 
@@ -162,7 +113,7 @@ def write_meld_raw(root: Path, seed: int = 0) -> dict[str, dict]:
                         faces.append({"spk": ident, "cx": float(x), "cy": 48.0, "mouth": still})
                 frames = render(rng, faces, n_frames)
                 clip = base / MELD_SPLITS[file_split] / f"dia{d}_utt{u}.mp4"
-                write_clip(clip, frames, wave, MELD_SR, vfr=kind == "vfr")
+                write_av_clip(clip, frames, wave, MELD_SR, vfr=kind == "vfr")
                 start = 60.0 * d + 3 * u
                 rows.append({"Sr No.": len(rows) + 1, "Utterance": f"line {u} of scene {d}, {label} words",
                              "Speaker": MELD_NAMES[who], "Emotion": label, "Sentiment": "neutral",
@@ -230,7 +181,7 @@ def write_iemocap_release(root: Path, seed: int = 0, turns: int = 4) -> dict[str
                 manifest[uid] = {"dialogue": dialogue, "start": start, "end": end, "code": code, "wav": wav,
                                  "speaker_x": 48 if letter == "F" else 144}
             avi = sess / "dialog" / "avi" / "DivX" / f"{dialogue}.avi"
-            write_clip(avi, frames, np.concatenate(audio), IEMOCAP_SR, video_codec="mpeg4", audio_codec="pcm_s16le")
+            write_av_clip(avi, frames, np.concatenate(audio), IEMOCAP_SR, video_codec="mpeg4", audio_codec="pcm_s16le")
             emo = sess / "dialog" / "EmoEvaluation" / f"{dialogue}.txt"
             emo.parent.mkdir(parents=True, exist_ok=True)
             # the release's layout: a header line, then per utterance a summary line and the raters' lines

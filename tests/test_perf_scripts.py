@@ -132,3 +132,20 @@ def test_gpu_summary_reads_nvidia_smi_samples(tmp_path):
     assert g["samples"] == 3 and g["peak_memory_mib"] == 20480 and g["memory_total_mib"] == 143771
     assert g["mean_utilisation_pct"] == pytest.approx(140 / 3) and g["mean_utilisation_busy_pct"] == pytest.approx(70)
     assert gpu_samples(tmp_path / "absent.csv") == {"samples": 0}
+
+
+def test_decode_speed_report_structure(tmp_path):
+    """benchmarks/perf/decode_speed.py on one tiny clip: every task timed, a ratio where both sides ran."""
+    pytest.importorskip("av")
+    from merbench.perf import decode_speed
+
+    report = decode_speed.main(["--clips", "1", "--seconds", "0.4", "--width", "64", "--height", "48",
+                                "--repeats", "1", "--out", str(tmp_path / "d.json")])
+    assert json.loads((tmp_path / "d.json").read_text()) == json.loads(json.dumps(report))
+    res = report["results"]
+    assert set(res) == {"video_32_frames", "video_all_frames", "audio_from_mp4", "audio_from_wav"}
+    for task in ("video_32_frames", "video_all_frames"):
+        row = res[task]
+        assert row["old_s_per_clip"] > 0 and row["pyav_s_per_clip"] > 0
+        assert row["ratio_old_over_pyav"] == pytest.approx(row["old_s_per_clip"] / row["pyav_s_per_clip"], rel=0.05, abs=0.02)
+    assert ("ratio_old_over_pyav" in res["audio_from_mp4"]) == (report["ffmpeg_program"] is not None)
