@@ -377,41 +377,10 @@ def parse_options(items: List[str]) -> dict:
 def build_extractor(name: str, device: str = "cpu", batch_size: Optional[int] = None, options: Optional[dict] = None):
     """An extractor by name, on ``device``, with the model batch size set where it has one and
     ``options`` (a feature request's ``options``: checked against what the extractor accepts)."""
-    import inspect
-
-    from .registry import get_feature
+    from .features.factory import make_extractor
     from .interfaces import FeatureRequest
-    from .runner import check_options
 
-    cls = get_feature(name)
-    options = dict(options or {})
-    for k in ("device", "model_batch"):
-        if k in options:
-            raise MerbenchError(f"--option {k}: set it with --{'device' if k == 'device' else 'batch-size'}")
-    if options:
-        check_options(FeatureRequest(extractor=name, options=options))
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MerbenchError(f"--device {device} asked for, but torch sees no CUDA device", fix="use --device cpu")
-    elif device != "cpu":
-        raise MerbenchError(f"unknown device {device!r}", fix="use cpu or cuda")
-    params = inspect.signature(cls.__init__).parameters
-    kwargs = {}
-    if "device" in params:
-        kwargs["device"] = device
-    elif device != "cpu":
-        raise MerbenchError(f"extractor {name} runs on the CPU only", fix="drop --device")
-    if batch_size is not None and "model_batch" in params:
-        kwargs["model_batch"] = batch_size
-    try:
-        ext = cls(**kwargs, **options)
-    except TypeError as e:
-        raise MerbenchError(f"extractor {name}: bad options {options}: {e}") from None
-    if batch_size is not None and "model_batch" not in params:
-        ext.batch_size = batch_size
-    return ext
+    return make_extractor(FeatureRequest(extractor=name, options=dict(options or {})), device=device, batch_size=batch_size)
 
 
 @features_app.command("extract")

@@ -29,13 +29,14 @@ from .atomic import atomic_write_json, atomic_write_text
 from .config import config_hash, method_config
 from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
 from .errors import ConfigError, MediaError, MerbenchError
+from .features.factory import check_options, make_extractor
 from .features.store import bad_media, extract_corpus, load_table
 from .interfaces import FeatureRequest, FeatureTable, Method, SplitData
 from .metrics import classification_metrics, combine_folds
 from .paths import home
 from .protocols import Fold, ProtocolSplits
 from .provenance import collect
-from .registry import get_feature, get_method
+from .registry import get_method
 from .results import FoldResult, Metrics, RunResult, result_path, write_result
 
 log = logging.getLogger(__name__)
@@ -109,42 +110,6 @@ def _check_modalities(corpus: Corpus, requests: dict, dataset: str) -> None:
         raise ConfigError(
             f"corpus {dataset} at {corpus.root} has no {names} files",
             fix=f"run with --modalities {have}, or point --root at a copy of the corpus that has its media")
-
-
-def extractor_options(cls) -> list[str]:
-    """The options a feature request may give an extractor: its ``config_options`` when it
-    declares them, else the keyword parameters of its constructor."""
-    declared = getattr(cls, "config_options", None)
-    if declared is not None:
-        return list(declared)
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters.values()
-    return [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
-def check_options(req: FeatureRequest):
-    """The extractor class of ``req``, after checking that it takes every option given."""
-    cls = get_feature(req.extractor)
-    if req.options:
-        accepted = extractor_options(cls)
-        unknown = [k for k in req.options if k not in accepted]
-        if unknown:
-            raise ConfigError(f"extractor {req.extractor} has no option {unknown[0]!r} (features ... options: "
-                              f"{dict(req.options)})",
-                              fix=f"its options are: {', '.join(accepted) or '(none)'}; remove or rename {unknown[0]!r}")
-    return cls
-
-
-def make_extractor(req: FeatureRequest):
-    """The extractor a feature request names, built with the request's options (no options:
-    the extractor's defaults, so its cache key is the usual one)."""
-    cls = check_options(req)
-    try:
-        return cls(**req.options)
-    except TypeError as e:
-        raise ConfigError(f"extractor {req.extractor}: bad options {dict(req.options)}: {e}",
-                          fix=f"its options are: {', '.join(extractor_options(cls)) or '(none)'}") from None
 
 
 def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_media: str

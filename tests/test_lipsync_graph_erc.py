@@ -335,7 +335,7 @@ def test_feature_request_options_are_parsed_and_checked():
 
 
 def test_unknown_or_bad_extractor_option_is_a_clear_error():
-    from merbench.runner import make_extractor
+    from merbench.features.factory import make_extractor
 
     with pytest.raises(ConfigError) as e:
         make_extractor(FeatureRequest("video-facecrop", options={"select_trak": "random"}))
@@ -351,7 +351,7 @@ def test_unknown_or_bad_extractor_option_is_a_clear_error():
 
 def test_missing_lipsync_checkpoint_names_the_training_command(merbench_home, tmp_path):
     from merbench.features.video import FaceCropExtractor
-    from merbench.runner import make_extractor
+    from merbench.features.factory import make_extractor
 
     ext = make_extractor(FeatureRequest("video-facecrop", options={"select_track": "lipsync"}))
     assert ext.output_dim() == 1176  # building it (bench info) needs no checkpoint
