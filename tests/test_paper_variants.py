@@ -271,3 +271,60 @@ def test_a_variant_naming_another_extractor_drops_the_inherited_options():
     assert set(cfg["features"]["v"]["options"]) == {"path", "format", "key", "dim"}
     same = method_config(get_method("lipsync_graph_erc"), "mouth_motion_face")  # same extractor: merged
     assert same["features"]["v"] == {"extractor": "video-facecrop", "options": {"select_track": "mouth-motion"}}
+
+
+def test_multifocus_paper_variant_trains_one_epoch_per_stage_on_a_dataframe_pickle(pack_corpus, tmp_path):
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    desc, rows = pack_corpus
+    rng = np.random.default_rng(2)
+    # The authors' data_processed.pkl: a DataFrame with ComParE LLD arrays (T, 65) in `features`,
+    # transcripts and emotions beside them; here indexed by utterance name.
+    df = pd.DataFrame({"features": [frames(rng, 65, r["id"]) for r in rows],
+                       "trans_words": [r["utterance"] for r in rows], "emotion": [r["emotion"] for r in rows]},
+                      index=pd.Index([r["id"] for r in rows]))
+    pkl = tmp_path / "packs" / "data_processed.pkl"
+    pkl.parent.mkdir(parents=True)
+    pkl.write_bytes(pickle.dumps(df, protocol=4))
+    bert = tmp_path / "packs" / "bert"  # bert-base-uncased token states, as a pack (no hub here)
+    bert.mkdir()
+    for r in rows:
+        np.save(bert / f"{r['id']}.npy", frames(rng, 768, r["id"] + "t"))
+    res = run_paper("multifocus_blstm", desc, tmp_path, f"features.a.options.path={pkl}",
+                    "features.t={extractor: text-pack, level: frames, options: {path: " + str(bert) + ", dim: 768}}")
+    assert res["parameters"] == multifocus(4) == 2_074_756
+    stages = res["folds"][0]["history"]
+    assert sorted({row["stage"] for row in stages}) == [0.0, 1.0, 2.0] and len(stages) == 3
+    pack = res["feature_settings"]["a"]["pack"]
+    assert pack["matched"] == 40 and pack["dim"] == 65 and pack["labels"]["agree"] == 40
+
+
+def test_cross_modal_paper_variant_trains_one_epoch_on_a_table(pack_corpus, tmp_path):
+    import csv
+
+    import numpy as np
+
+    desc, rows = pack_corpus
+    rng = np.random.default_rng(3)
+    # The authors' spreadsheet (as CSV): File Name, Utterance, Emotion and list-literal vector cells.
+    table = tmp_path / "packs" / "MELD.csv"
+    table.parent.mkdir(parents=True)
+    widths = {"V1": 512, "V2": 25, "V3": 25, "V4": 25, "A2": 512}
+    with open(table, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["File Name", "Utterance", "Emotion", *widths])
+        for r in rows:
+            w.writerow([f"{r['id']}.mp4", r["utterance"], r["emotion"],
+                        *[str(rng.standard_normal(n).round(4).tolist()) for n in widths.values()]])
+    res = run_paper("cross_modal_attention", desc, tmp_path, f"features.a.options.path={table}",
+                    f"features.v.options.path={table}", "encoder.name=tiny-random-bert")
+    assert res["folds"][0]["epochs_run"] == 1
+    assert {m: res["feature_settings"][m]["pack"]["dim"] for m in "av"} == {"a": 562, "v": 512}
+    # Everything but the (tiny, test-only) encoder is the original's head at 4 classes.
+    from merbench.methods.text_transformer.model import load_encoder
+
+    tiny = sum(p.numel() for p in load_encoder("tiny-random-bert").parameters())
+    assert res["parameters"] - tiny == cross_modal_head(4) - linear(768, 512) + linear(32, 512)
