@@ -328,3 +328,16 @@ def test_cross_modal_paper_variant_trains_one_epoch_on_a_table(pack_corpus, tmp_
 
     tiny = sum(p.numel() for p in load_encoder("tiny-random-bert").parameters())
     assert res["parameters"] - tiny == cross_modal_head(4) - linear(768, 512) + linear(32, 512)
+
+
+def test_a_dataframe_pickle_indexed_by_utterance_names_is_keyed_by_them(tmp_path):
+    # pandas 3 gives a string index dtype str, not object: the reader must still take it as the ids.
+    import pickle
+
+    import pandas as pd
+
+    from merbench.features.packs.dataframe import read
+
+    df = pd.DataFrame({"features": [[[0.0, 1.0]], [[2.0, 3.0], [4.0, 5.0]]]}, index=pd.Index(["Ses01F_a_F000", "x"]))
+    (tmp_path / "d.pkl").write_bytes(pickle.dumps(df, protocol=4))
+    assert sorted(read(tmp_path / "d.pkl", "features").vectors) == ["Ses01F_a_F000", "x"]

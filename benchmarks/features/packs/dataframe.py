@@ -23,7 +23,7 @@ def read(path: Path, key: str | None = None):
     if not isinstance(df, pd.DataFrame):
         raise PackError(f"{path}: expected a pickled pandas DataFrame, found a {type(df).__name__}",
                         fix="use the format that matches the file (dialogue-pickle, mmsa)")
-    if _column(df.columns, ID_COLUMNS) is None and df.index.dtype == object:
+    if _column(df.columns, ID_COLUMNS) is None and pd.api.types.is_string_dtype(df.index):  # object or str
         df = df.reset_index(names="uid")
     return from_frame(df, str(path), "dataframe-pickle", key)
 
