@@ -403,6 +403,10 @@ def features_extract(dataset: str = typer.Argument(...),
     corpus = get_dataset(dataset)(root).load()
     with _progress() as p:
         reporter = RichReporter(p)
+        if getattr(ext, "is_pack", False):  # a feature pack: its report; bad entries are cached as unreadable
+            from .features.packs.check import check_pack
+
+            check_pack(ext, corpus, "zero", reporter)
         entry = extract_corpus(corpus, ext, workers=workers,
                                progress=lambda d, t: reporter.progress(f"extract {extractor}", d, t))
     bad = bad_media(entry)

@@ -118,6 +118,17 @@ def test_run_on_a_pack_gives_the_same_result_as_on_the_extractor(synth, capsys, 
     assert b.feature_settings["a"]["settings"]["fingerprint"]
 
 
+def test_features_extract_prints_the_report_and_caches_missing_entries_as_unreadable(synth, capsys, tmp_path):
+    opts = export(capsys, tmp_path, "npy-dir")
+    (tmp_path / "pack-npy-dir-pooled" / "audio" / "d0006_t00.npy").unlink()
+    rc, out, err = cli(capsys, "features", "extract", "synthetic", "-e", "audio-pack", "--option", f"path={opts['path']}",
+                       "--option", "key=audio")
+    assert rc == 0, err
+    text = " ".join(out.split())
+    assert "65 of 66 utterances matched, dimension 128" in text and "missing from the pack: 1, e.g. d0006_t00" in text
+    assert "66 utterances cached" in text and "1 unreadable" in text
+
+
 def test_an_edited_pack_is_read_again(synth, capsys, tmp_path):
     from merbench.features.packs.extractor import AudioPack
 
