@@ -217,6 +217,29 @@ def test_no_matching_ids_says_what_keys_look_like(npy_pack):
     assert report["ids"] == "clip-{uid} -> {uid}" and report["matched"] == 66
 
 
+def test_ids_through_a_mapping_table(npy_pack):
+    from merbench.features.packs.extractor import AudioPack
+
+    opts, folder = npy_pack
+    rows = ["num,name"]
+    for i, f in enumerate(sorted(folder.glob("*.npy"))):
+        rows.append(f"{i},{f.stem}")
+        f.rename(folder / f"{i}.npy")
+    table = folder.parent / "ids.csv"
+    table.write_text("\n".join(rows) + "\n")
+    ids = {"table": str(table), "key": "{num}", "uid": "{name}"}
+    got, report = read_back({**opts, "ids": ids})
+    np.testing.assert_array_equal(got.pooled, source_table().pooled)
+    assert report["ids"] == f"table {table}" and report["matched"] == 66
+    before = AudioPack(**opts, ids=ids).settings()["fingerprint"]
+    table.write_text("\n".join(rows[:-1]) + "\n")  # the last row gone: its utterance is missing
+    assert AudioPack(**opts, ids=ids).settings()["fingerprint"] != before
+    with pytest.raises(PackError, match=r"1 pack entries name no utterance.*ids\.csv\): 65\n"):
+        read_back({**opts, "ids": ids})
+    with pytest.raises(PackError, match=r"ids.csv: no column 'number'"):
+        read_back({**opts, "ids": {**ids, "key": "{number}"}})
+
+
 def test_a_run_stops_before_training_on_a_bad_pack(npy_pack, capsys):
     opts, folder = npy_pack
     (folder / "d0004_t01.npy").unlink()

@@ -8,7 +8,8 @@ a fingerprint of the pack's content, so an edited pack is read again):
 - ``format``: ``npy-dir``, ``json``, ``dialogue-pickle``, ``mmsa``, ``table``, ``dataframe-pickle``
   (default: from the path).
 - ``key``: which field, column, file or subfolder of the pack holds this modality.
-- ``ids``: pack keys -> our utterance ids (:mod:`.ids`; default ``auto``).
+- ``ids``: pack keys -> our utterance ids (:mod:`.ids`; default ``auto``): a scheme, a template, or
+  a mapping table ``{table: ids.csv, key: ..., uid: ...}`` (its content is fingerprinted too).
 - ``extra``: ``error`` (default) or ``ignore``: pack entries for utterances the corpus lacks.
 - ``labels``: ``check`` (default) or ``ignore``: compare the pack's labels with the corpus's.
 - ``dim``: the feature size the pack must have (also what ``bench info`` reports without the pack).
@@ -31,7 +32,7 @@ from ...corpus import Utterance
 from ...errors import ConfigError, MediaError
 from ...interfaces import ExtractedItem, FeatureExtractor
 from . import infer_format, read_pack
-from .ids import IdMap, map_ids
+from .ids import IdMap, map_ids, read_id_table
 from .pack import Pack, PackError, fingerprint
 
 FIRST = 5  # ids listed in a report line or an error
@@ -71,7 +72,7 @@ class PackExtractor(FeatureExtractor):
         self.path_option = str(path)
         self.format = format
         self.key = key
-        self.ids = str(ids)
+        self.ids = dict(ids) if isinstance(ids, dict) else str(ids)
         self.extra = extra
         self.labels = labels
         self.dim = int(dim) if dim is not None else None
@@ -102,13 +103,21 @@ class PackExtractor(FeatureExtractor):
     def path(self) -> Path:
         return expand_path(self.path_option, self.dataset)
 
+    @property
+    def id_table_path(self) -> Path | None:
+        return expand_path(str(self.ids.get("table", "")), self.dataset) if isinstance(self.ids, dict) else None
+
     def fingerprint(self) -> str:
+        """The pack's content (and an ids table's): an edit changes the cache key."""
         if self._fingerprint is None:
             p = self.path
             if not p.exists():
                 raise PackError(f"feature pack {p} does not exist",
                                 fix="check the option path (~, $VARS, {data} and {dataset} are expanded)")
             self._fingerprint = fingerprint(p)
+            table = self.id_table_path
+            if table is not None and table.is_file():
+                self._fingerprint += "+" + fingerprint(table)
         return self._fingerprint
 
     def settings(self) -> dict[str, Any]:
@@ -139,7 +148,11 @@ class PackExtractor(FeatureExtractor):
         if self._primed == stamp:
             return
         pack = self.pack()
-        idmap = map_ids(pack, utterances, self.ids)
+        if isinstance(self.ids, dict):
+            table = read_id_table(self.ids, self.id_table_path)
+            idmap = map_ids(pack, utterances, f"table {self.id_table_path}", table)
+        else:
+            idmap = map_ids(pack, utterances, self.ids)
         dim = self.pack_dim()
         bad = {}
         for k, uid in idmap.to_uid.items():

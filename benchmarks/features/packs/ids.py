@@ -17,6 +17,9 @@ Schemes (option ``ids``):
   path part), ``split`` (train / dev / test), ``dialogue`` and ``position`` (dialogue-ordered packs);
   ``"<pattern> -> <template>"`` first parses the key with ``{name}`` fields, e.g.
   ``"{video}$_${clip} -> {video}_{clip}"``.
+- a table: ``{table: ids.csv, key: "dia{Dialogue_ID}_utt{Utterance_ID}", uid: "{Name}"}`` maps pack
+  keys to our ids through a CSV's rows (templates over its columns), e.g. the numeric ids of the
+  LipSync IEMOCAP CSVs; ``~``, ``$VARS``, ``{data}`` and ``{dataset}`` are expanded in ``table``.
 - ``auto`` (default): every built-in scheme is tried; the one matching the most keys is used, and
   two schemes that match as many keys differently are an error (say which with ``ids``).
 
@@ -164,10 +167,41 @@ def _positional(pack: Pack, to_dialogue: Callable[[Any], str | None], ours: dict
     return out
 
 
-def _apply(name: str, pack: Pack, utterances: Sequence[Utterance], uids: set[str]) -> tuple[dict[str, str], list[str]]:
+TABLE_KEYS = ("table", "key", "uid")
+
+
+def read_id_table(spec: dict, table_path) -> dict[str, str]:
+    """pack key -> our uid from the rows of a CSV, through the templates ``spec['key']`` / ``spec['uid']``."""
+    import csv
+
+    if sorted(spec) != sorted(TABLE_KEYS):
+        raise PackError(f"ids table {spec!r}: expected the keys {', '.join(TABLE_KEYS)}",
+                        fix="e.g. ids: {table: ids.csv, key: 'dia{Dialogue_ID}_utt{Utterance_ID}', uid: '{Name}'}")
+    out: dict[str, str] = {}
+    try:
+        with open(table_path, newline="", encoding="utf-8-sig") as fh:
+            for line, row in enumerate(csv.DictReader(fh), start=2):
+                try:
+                    k, u = spec["key"].format(**row), spec["uid"].format(**row)
+                except KeyError as e:
+                    raise PackError(f"{table_path}: no column {e} (columns: {', '.join(row)})",
+                                    fix="name columns of the table in the key and uid templates") from None
+                if out.get(k, u) != u:
+                    raise PackError(f"{table_path}, line {line}: pack key {k!r} maps to both {out[k]} and {u}",
+                                    fix="each pack key must map to one utterance")
+                out[k] = u
+    except OSError as e:
+        raise PackError(f"ids table {table_path}: {e.strerror}", fix="check the ids option's table path") from None
+    return out
+
+
+def _apply(name, pack: Pack, utterances: Sequence[Utterance], uids: set[str],
+           table: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """pack key -> uid under one scheme (only keys that name an utterance of ours), and notes."""
     notes: list[str] = []
-    if name in KEY_SCHEMES or "{" not in name:
+    if table is not None:
+        mapping = {k: table.get(k) for k in pack.vectors}
+    elif name in KEY_SCHEMES or "{" not in name:
         if name not in KEY_SCHEMES:
             raise PackError(f"unknown ids scheme {name!r}",
                             fix=f"use auto, {', '.join(BUILTIN)}, or a template such as '{{split}}/{{key}}'")
@@ -194,9 +228,13 @@ def _apply(name: str, pack: Pack, utterances: Sequence[Utterance], uids: set[str
     return mapping, notes
 
 
-def map_ids(pack: Pack, utterances: Sequence[Utterance], ids: str = "auto") -> IdMap:
+def map_ids(pack: Pack, utterances: Sequence[Utterance], ids: str = "auto",
+            table: dict[str, str] | None = None) -> IdMap:
+    """``table``: pack key -> uid read by :func:`read_id_table` (then ``ids`` only names it)."""
     uids = {u.uid for u in utterances}
-    if ids == "auto":
+    if table is not None:
+        mapping, notes = _apply(ids, pack, utterances, uids, table)
+    elif ids == "auto":
         tried = {}
         for name in BUILTIN:
             try:
