@@ -161,12 +161,12 @@ def read_video(path: str | Path, max_frames: int = 32, fps: float | None = None)
     With ``fps`` the clip is sampled at that rate (never above the native rate); then at
     most ``max_frames`` frames are kept, spread evenly over the clip (0 keeps all). The
     returned rate is that of the returned frames: the native rate divided by the mean
-    sampling step. Decoded by PyAV (FFmpeg from its wheel), or OpenCV when PyAV is absent.
+    sampling step. Decoded by PyAV (FFmpeg from its wheel).
     Raises MediaError for missing, empty, corrupt or blank files.
     """
     path = Path(path)
     _check_file(path)
-    frames, native, step = (_av_frames if _have_av() else _cv2_frames)(path, max_frames, fps)
+    frames, native, step = _av_frames(path, max_frames, fps)
     if not frames:
         raise MediaError(path, "no frame could be decoded", fix="the file is corrupt or has no video track; "
                                                                 "re-encode it (e.g. `ffmpeg -i in -c:v libx264 out.mp4`)")
@@ -235,71 +235,21 @@ def _av_frames(path: Path, max_frames: int, fps: float | None) -> tuple[list[np.
     return kept[0], native, kept[1]
 
 
-def _cv2_frames(path: Path, max_frames: int, fps: float | None) -> tuple[list[np.ndarray], float, float]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-
-    def decoded(lazy: bool):
-        """Frames in order; ``lazy``: only grab each one, and let ``to_rgb`` retrieve the kept ones."""
-        while cap.grab():
-            if lazy:
-                yield None
-                continue
-            ok, fr = cap.retrieve()
-            if not ok or fr is None:
-                return
-            yield fr
-
-    def to_rgb(bgr):
-        if bgr is None:
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:
-                raise MediaError(path, "a frame could not be decoded", fix="re-create or re-encode the file")
-        return np.repeat(bgr[..., None], 3, axis=-1) if bgr.ndim == 2 else np.ascontiguousarray(bgr[..., ::-1])
-
-    try:
-        if not cap.isOpened():
-            raise MediaError(path, "OpenCV cannot open it as a video", fix="the file is corrupt or not a video; re-create it")
-        native = _usable_rate(cap.get(cv2.CAP_PROP_FPS))
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        kept = _keep_frames(decoded(count > 0), count, native, max_frames, fps, to_rgb)
-        if kept is None:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            kept = _keep_frames(decoded(False), 0, native, max_frames, fps, to_rgb)
-    except MediaError:
-        raise
-    except Exception as e:  # cv2.error and friends from a broken stream
-        raise MediaError(path, f"decoding failed ({type(e).__name__}: {e})", fix="re-create or re-encode the file") from None
-    finally:
-        cap.release()
-    return kept[0], native, kept[1]
-
-
 def media_duration(path: str | Path) -> float:
     """Seconds of an audio or video file from its header (fast on a whole corpus): soundfile for
-    audio files, PyAV for containers (OpenCV's frame count when PyAV is absent)."""
+    audio files, PyAV for containers."""
     path = Path(path)
     if path.suffix.lower() not in VIDEO_CONTAINERS:
         import soundfile as sf
 
         return float(sf.info(str(path)).duration)
-    if _have_av():
-        with _open_container(path) as box:
-            if box.duration:
-                return box.duration / 1_000_000  # av.time_base: microseconds
-            stream = (box.streams.video or box.streams.audio or [None])[0]
-            if stream is not None and stream.duration and stream.time_base:
-                return float(stream.duration * stream.time_base)
-        raise ValueError("no duration in the header")
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames, rate = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    if not rate or frames <= 0:
-        raise ValueError("no frames or frame rate in the header")
-    return float(frames / rate)
+    with _open_container(path) as box:
+        if box.duration:
+            return box.duration / 1_000_000  # av.time_base: microseconds
+        stream = (box.streams.video or box.streams.audio or [None])[0]
+        if stream is not None and stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+    raise ValueError("no duration in the header")
 
 
 def cut_clip(src: str | Path, dst: str | Path, start: float, end: float) -> int:

@@ -5,7 +5,7 @@ Writes ``--clips`` MELD-like mp4 files (H.264 + AAC 48 kHz stereo, ``--width`` x
 
 - video, ``read_video(max_frames=32)`` (what ``video-facecrop`` reads) and ``max_frames=0``
   (every frame): PyAV against OpenCV's ``VideoCapture`` (grab every frame, decode the kept ones),
-  the reader before PyAV;
+  the reader before PyAV (:func:`opencv_frames`, kept here only for this comparison);
 - audio from the mp4 (16 kHz mono): PyAV against the ``ffmpeg`` program the reader called before,
   when one is on PATH (none on a fresh machine: then only PyAV's time is given);
 - audio from a wav of the same samples with soundfile (unchanged), for scale.
@@ -52,6 +52,51 @@ def make_clips(folder: Path, n: int, seconds: float, width: int, height: int, se
     return paths
 
 
+def opencv_frames(path: Path, max_frames: int, fps: float | None) -> tuple[list[np.ndarray], float, float]:
+    """The reader before PyAV (OpenCV, grab every frame and decode the kept ones), kept here to time it."""
+    import cv2
+
+    from merbench.errors import MediaError
+    from merbench.features.media import _keep_frames, _usable_rate
+
+    cap = cv2.VideoCapture(str(path))
+
+    def decoded(lazy: bool):
+        """Frames in order; ``lazy``: only grab each one, and let ``to_rgb`` retrieve the kept ones."""
+        while cap.grab():
+            if lazy:
+                yield None
+                continue
+            ok, fr = cap.retrieve()
+            if not ok or fr is None:
+                return
+            yield fr
+
+    def to_rgb(bgr):
+        if bgr is None:
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                raise MediaError(path, "a frame could not be decoded", fix="re-create or re-encode the file")
+        return np.repeat(bgr[..., None], 3, axis=-1) if bgr.ndim == 2 else np.ascontiguousarray(bgr[..., ::-1])
+
+    try:
+        if not cap.isOpened():
+            raise MediaError(path, "OpenCV cannot open it as a video", fix="the file is corrupt or not a video; re-create it")
+        native = _usable_rate(cap.get(cv2.CAP_PROP_FPS))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        kept = _keep_frames(decoded(count > 0), count, native, max_frames, fps, to_rgb)
+        if kept is None:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            kept = _keep_frames(decoded(False), 0, native, max_frames, fps, to_rgb)
+    except MediaError:
+        raise
+    except Exception as e:  # cv2.error and friends from a broken stream
+        raise MediaError(path, f"decoding failed ({type(e).__name__}: {e})", fix="re-create or re-encode the file") from None
+    finally:
+        cap.release()
+    return kept[0], native, kept[1]
+
+
 def _time(fn, paths) -> float:
     t0 = time.perf_counter()
     for p in paths:
@@ -63,8 +108,8 @@ def measure(paths: list[Path], repeats: int) -> dict:
     from merbench.features import media
 
     sides = {
-        "video_32_frames": {"old": lambda p: media._cv2_frames(p, 32, None), "pyav": lambda p: media._av_frames(p, 32, None)},
-        "video_all_frames": {"old": lambda p: media._cv2_frames(p, 0, None), "pyav": lambda p: media._av_frames(p, 0, None)},
+        "video_32_frames": {"old": lambda p: opencv_frames(p, 32, None), "pyav": lambda p: media._av_frames(p, 32, None)},
+        "video_all_frames": {"old": lambda p: opencv_frames(p, 0, None), "pyav": lambda p: media._av_frames(p, 0, None)},
         "audio_from_mp4": {"pyav": lambda p: media._av_audio(p, 16000)},
         "audio_from_wav": {"soundfile": lambda p: media.read_audio(p.with_suffix(".wav"), 16000)},
     }
