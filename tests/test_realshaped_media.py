@@ -114,6 +114,7 @@ def _offline_extractors(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_every_offline_extractor_on_both_layouts(trees, tmp_path, merbench_home, no_ffmpeg):
     from merbench.features.store import bad_media, extract_corpus
 
@@ -130,6 +131,7 @@ def test_every_offline_extractor_on_both_layouts(trees, tmp_path, merbench_home,
             assert all(np.isfinite(it.pooled).all() and it.pooled.size for it in items), (name, corpus.name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["meld", "iemocap"])
 def test_mlp_with_text_audio_video_runs_and_reaches_the_leaderboard(trees, dataset, tmp_path, merbench_home,
                                                                     no_ffmpeg, capsys):
