@@ -154,6 +154,16 @@ def test_path_expands_data_and_dataset(synth, capsys, tmp_path, monkeypatch):
     np.testing.assert_array_equal(got.pooled, source_table().pooled)
 
 
+def test_three_pack_extractors_one_per_modality():
+    from merbench.registry import get_feature
+
+    for name, modality in (("text-pack", "t"), ("audio-pack", "a"), ("video-pack", "v")):
+        cls = get_feature(name)
+        assert cls.name == name and cls.modality == modality and set(cls.levels) == {"pooled", "frames"}
+        with pytest.raises(MerbenchError, match=f"{name}: the option path is required"):
+            cls()
+
+
 # -- bad packs: a clear error naming the file and the ids ---------------------------------------
 
 @pytest.fixture

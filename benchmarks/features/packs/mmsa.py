@@ -32,7 +32,8 @@ def _lengths(part: dict, key: str, n: int, t: int) -> np.ndarray:
 
 def read(path: Path, key: str | None = None) -> Pack:
     obj = safe_load(path)
-    parts = {s: obj[s] for s in ("train", "valid", "test") if isinstance(obj, dict) and isinstance(obj.get(s), dict)}
+    # MMSA's train / valid / test, and any other part of the same shape (an export's "unassigned")
+    parts = {s: p for s, p in obj.items() if isinstance(p, dict) and "id" in p} if isinstance(obj, dict) else {}
     if not parts:
         raise PackError(f"{path}: expected MMSA's dict of train / valid / test parts"
                         + (f", found keys {list(obj)[:8]}" if isinstance(obj, dict) else f", found a {type(obj).__name__}"),
@@ -70,12 +71,13 @@ def read(path: Path, key: str | None = None) -> Pack:
 
 
 def write(out: Path, rows, key: str | None = None) -> Path:
-    """Frames zero-padded to the longest with ``<key>_lengths``; pooled as (N, D). Labels: the
+    """Frames zero-padded to the longest with ``<key>_lengths``; pooled as (N, D); utterances in no
+    split of the protocol's first fold go to a part ``unassigned``. Labels: the
     corpus's label names (``classification_labels``), its sentiment scores where it has them."""
     name = ALIASES.get(key or "audio", key or "audio")
     obj = {}
-    for split in ("train", "valid", "test"):
-        part = [r for r in rows if r.split == split]
+    for split in ("train", "valid", "test", "unassigned"):  # unassigned: in no split of the protocol's first fold
+        part = [r for r in rows if (r.split or "unassigned") == split]
         if not part:
             continue
         if part[0].vector.ndim == 2:
