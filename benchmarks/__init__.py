@@ -5,3 +5,11 @@ subpackages ``merbench.methods``, ``merbench.datasets`` and ``merbench.leaderboa
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# Model files are data, never code: every torch.load in a merbench process, ours and the libraries'
+# (FunASR, transformers), reads tensors and plain containers only, whatever its own weights_only says.
+# TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 in the environment is the explicit, informed way out.
+if not _os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
+    _os.environ.setdefault("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")

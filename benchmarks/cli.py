@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -52,7 +53,7 @@ class RichReporter:
         return self.tasks[key]
 
     def stage(self, message: str) -> None:
-        self.p.console.print(f"[dim]·[/dim] {message}")
+        self.p.console.print(f"[dim]·[/dim] {escape(message)}")
 
     def progress(self, task: str, done: int, total: int) -> None:
         if self.lines is not None:
@@ -70,7 +71,7 @@ class RichReporter:
         self.p.update(tid, completed=epoch, total=total, description=f"train {label} · {note}")
 
     def warn(self, message: str) -> None:
-        self.p.console.print(f"[yellow]warning:[/yellow] {message}")
+        self.p.console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def _progress() -> Progress:
@@ -173,7 +174,7 @@ def info(method: str = typer.Argument(..., help="method name"),
         return
     # plain prints (no markup, no wrapping) so that a long title or URL stays whole in a pipe
     plain = Console(soft_wrap=True, highlight=False) if not console.is_terminal else console
-    plain.print(f"[bold]{cls.name}[/bold]: {md.title}")
+    plain.print(f"[bold]{escape(cls.name)}[/bold]: {escape(md.title)}")
     for label, value in list(fields.items())[2:]:
         if value:
             plain.print(f"{label}: {value}", markup=False)
@@ -182,7 +183,7 @@ def info(method: str = typer.Argument(..., help="method name"),
     where = f"{ds_cls.name}/{proto.name}" if proto else f"{n_classes} classes"
     plain.print("inputs: " + ", ".join(f"{m}={requests[m].extractor}:{requests[m].level}({dims[m]})" for m in requests),
                 markup=False)
-    plain.print(f"parameters: {n if n is not None else 0}" + f"  [dim]({where}, modalities {','.join(mods)})[/dim]")
+    plain.print(f"parameters: {n if n is not None else 0}" + f"  [dim]({escape(where)}, modalities {','.join(mods)})[/dim]")
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -262,14 +263,26 @@ def leaderboard(results_dir: Path = typer.Option(Path("results"), "--results-dir
                 output: Optional[Path] = typer.Option(None, "--output", "-o", help="write markdown here (default: stdout)"),
                 title: str = typer.Option("merbench leaderboard", "--title"),
                 extras: bool = typer.Option(True, "--extras/--no-extras",
-                                            help="confidence intervals, significance, ablation matrices and plots")):
+                                            help="confidence intervals, significance, ablation matrices and plots"),
+                strict: bool = typer.Option(False, "--strict", help="fail on a result file that cannot be read "
+                                                                    "(default: skip it and list it)")):
     """Turn all result files into a markdown leaderboard."""
-    from .atomic import atomic_write_text
+    from .atomic import atomic_write_text, check_writable_dir
+    from .results import unreadable_results
     from merbench.leaderboard.render import render_markdown
 
     if not results_dir.is_dir():
         raise MerbenchError(f"results folder {results_dir} does not exist",
                             fix="run `bench run <method> <dataset>` first, or pass --results-dir")
+    if output:
+        check_writable_dir(output.parent, "the leaderboard", "--output")
+    unreadable = unreadable_results(results_dir)
+    if unreadable and strict:
+        path, why = unreadable[0]
+        raise MerbenchError(f"{len(unreadable)} result file(s) cannot be read, e.g. {why}",
+                            fix="delete or move them, or run without --strict to skip them")
+    for path, why in unreadable:
+        err_console.print(f"[yellow]skipped:[/yellow] {escape(why)}", highlight=False, soft_wrap=True)
     md = render_markdown(results_dir, title=title)
     if extras:
         from merbench.leaderboard.ablation import render_extras
@@ -280,7 +293,7 @@ def leaderboard(results_dir: Path = typer.Option(Path("results"), "--results-dir
             md = md + "\n" + more
     if output:
         atomic_write_text(output, md)
-        console.print(f"leaderboard written to {output}")
+        console.print(f"leaderboard written to {output}", markup=False)
     else:
         sys.stdout.write(md)
 
@@ -297,7 +310,7 @@ def data_prepare(dataset: str = typer.Argument(...), root: Optional[Path] = type
     adapter.prepare(progress=True)
     corpus = adapter.load()
     console.print(f"{dataset}: {len(corpus)} utterances in {len(corpus.dialogues())} dialogues at {corpus.root} "
-                  f"(modalities {','.join(corpus.modalities)})")
+                  f"(modalities {','.join(corpus.modalities)})", markup=False, soft_wrap=True)
 
 
 @data_app.command("check")
@@ -333,7 +346,7 @@ def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typ
         media.add_row(name, str(len(present)), str(len(paths) - len(present)), str(len(unreadable)), stats,
                       f"{sum(durations) / 3600:.2f}" if durations else "—")
         for path, reason in unreadable[:5]:
-            console.print(f"[yellow]unreadable {name}:[/yellow] {path}: {reason}", soft_wrap=True)
+            console.print(f"[yellow]unreadable {name}:[/yellow] {escape(f'{path}: {reason}')}", soft_wrap=True)
     console.print(media)
 
 
@@ -408,9 +421,10 @@ def features_extract(dataset: str = typer.Argument(...),
 
             check_pack(ext, corpus, "zero", reporter)
         entry = extract_corpus(corpus, ext, workers=workers,
-                               progress=lambda d, t: reporter.progress(f"extract {extractor}", d, t))
+                               progress=lambda d, t: reporter.progress(f"extract {extractor}", d, t), warn=reporter.warn)
     bad = bad_media(entry)
-    console.print(f"{extractor}: {len(corpus)} utterances cached at {entry}" + (f", {len(bad)} unreadable" if bad else ""))
+    console.print(f"{extractor}: {len(corpus)} utterances cached at {entry}" + (f", {len(bad)} unreadable" if bad else ""),
+                  markup=False, soft_wrap=True)
 
 
 @features_app.command("export")
@@ -465,9 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         return rc if isinstance(rc, int) else 0
     except MerbenchError as e:
         # soft_wrap: a path in a message must stay one piece, copyable from the terminal
-        err_console.print(f"[bold red]error:[/bold red] {e.message}", highlight=False, soft_wrap=True, markup=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(e.message)}", highlight=False, soft_wrap=True, markup=True)
         if e.fix:
-            err_console.print(f"[bold]fix:[/bold] {e.fix}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold]fix:[/bold] {escape(e.fix)}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command again to resume (finished folds and seeds are kept)")

@@ -16,6 +16,7 @@ from typing import Iterable
 import yaml
 
 from .errors import ConfigError
+from .validate import check_override_type, numbers_as_numbers
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -98,7 +99,7 @@ def apply_overrides(cfg: dict, overrides: Iterable[str], accepted: dict[str, set
         if not sep or not key.strip():
             raise ConfigError(f"bad --set {item!r}", fix="write --set key=value, e.g. --set lr=0.001 or --set model.hidden=256")
         try:
-            value = yaml.safe_load(raw)
+            value = numbers_as_numbers(yaml.safe_load(raw))
         except yaml.YAMLError:
             value = raw
         node = cfg
@@ -111,6 +112,7 @@ def apply_overrides(cfg: dict, overrides: Iterable[str], accepted: dict[str, set
         if parts[-1] not in node and parts[-1] not in extra:
             known = ", ".join(sorted(set(node) | extra)) or "(none)"
             raise ConfigError(f"--set {item!r}: the config has no key {key.strip()!r}", fix=f"keys at that level: {known}")
+        check_override_type(key.strip(), node.get(parts[-1]), value)
         node[parts[-1]] = value
     return cfg
 

@@ -42,3 +42,13 @@ class ConfigError(MerbenchError):
 
 class UnsafePickleError(MerbenchError):
     """A pickle that asks for something other than arrays and plain containers."""
+
+
+class DamagedFileError(MerbenchError):
+    """A file merbench wrote itself (checkpoint, finished fold, cache part, result) that cannot be
+    read back: cut short, edited, or not what it claims to be. Named so that it can be set aside."""
+
+    def __init__(self, path, reason: str, fix: str | None = None):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path} is damaged: {reason}", fix)

@@ -7,15 +7,17 @@ Written atomically next to per-utterance predictions (CSV) and two PNGs.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from .atomic import atomic_write_text
 from .errors import MerbenchError
 
 SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 class ClassScores(BaseModel):
@@ -87,6 +89,8 @@ class RunResult(BaseModel):
     test: Metrics  # combined over folds
     parameters: int | None = None
     bad_media: int = 0
+    # The corpus content the run read (ids, texts, labels' source, media content); "" in older files.
+    corpus_fingerprint: str = ""
     provenance: Provenance = Field(default_factory=Provenance)
 
     def run_key(self) -> str:
@@ -101,8 +105,14 @@ def result_path(results_root: Path, r: RunResult) -> Path:
     return result_dir(results_root, r.dataset, r.protocol, r.method) / f"{r.run_key()}.json"
 
 
-def write_result(results_root: Path, r: RunResult) -> Path:
-    path = result_path(results_root, r)
+def alternate_result_path(base: Path, manifest_hash: str) -> Path:
+    """Where a result goes when ``base`` already holds the same run on another split manifest (e.g. a
+    relabelled copy of a corpus with the same name): the manifest hash joins the name."""
+    return base.with_name(f"{base.stem}-m{manifest_hash[:12]}.json")
+
+
+def write_result(results_root: Path, r: RunResult, path: Path | None = None) -> Path:
+    path = Path(path) if path is not None else result_path(results_root, r)
     atomic_write_text(path, r.model_dump_json(indent=2) + "\n")
     return path
 
@@ -110,17 +120,47 @@ def write_result(results_root: Path, r: RunResult) -> Path:
 def read_result(path: Path) -> RunResult:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise MerbenchError(f"cannot read result file {path}: {e}", fix="delete it and run again") from e
+    if not isinstance(data, dict):
+        raise MerbenchError(f"result file {path} holds a JSON {type(data).__name__}, not a result object",
+                            fix="move it out of the results folder")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise MerbenchError(f"result file {path} has schema version {data.get('schema_version')}, expected {SCHEMA_VERSION}",
                             fix="re-run it with this version of merbench")
-    return RunResult.model_validate(data)
+    try:
+        return RunResult.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
+        raise MerbenchError(f"result file {path} is not a complete result ({problems})",
+                            fix="delete it and run again, or move it out of the results folder") from None
 
 
-def iter_results(results_root: Path):
-    """Every result under ``results_root`` (sorted, so output is stable)."""
-    for path in sorted(Path(results_root).rglob("*.json")):
-        if path.name.startswith("."):
+def iter_results(results_root: Path, strict: bool = False):
+    """Every readable result under ``results_root`` (sorted, so output is stable). A file that cannot be
+    read (foreign or damaged JSON) is skipped with a warning, or raises when ``strict``; the CLI lists
+    them with :func:`unreadable_results`."""
+    for path in _result_files(results_root):
+        try:
+            result = read_result(path)
+        except MerbenchError as e:
+            if strict:
+                raise
+            log.warning("skipped: %s", e.message)
             continue
-        yield path, read_result(path)
+        yield path, result
+
+
+def unreadable_results(results_root: Path) -> list[tuple[Path, str]]:
+    """(path, why) of each JSON file under ``results_root`` that is not a readable result."""
+    out = []
+    for path in _result_files(results_root):
+        try:
+            read_result(path)
+        except MerbenchError as e:
+            out.append((path, e.message))
+    return out
+
+
+def _result_files(results_root: Path) -> list[Path]:
+    return [p for p in sorted(Path(results_root).rglob("*.json")) if not p.name.startswith(".")]

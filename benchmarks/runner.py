@@ -25,19 +25,20 @@ from typing import Sequence
 
 import numpy as np
 
-from .atomic import atomic_write_json, atomic_write_text
+from .atomic import atomic_write_json, atomic_write_text, check_writable_dir
 from .config import config_hash, method_config
 from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
-from .errors import ConfigError, MediaError, MerbenchError
+from .errors import ConfigError, DamagedFileError, MediaError, MerbenchError
 from .features.factory import check_options, make_extractor
-from .features.store import bad_media, extract_corpus, load_table
+from .features.store import bad_media, corpus_fingerprint, extract_corpus, load_table
 from .interfaces import FeatureRequest, FeatureTable, Method, SplitData
 from .metrics import classification_metrics, combine_folds
 from .paths import home
 from .protocols import Fold, ProtocolSplits
 from .provenance import collect
 from .registry import get_method
-from .results import FoldResult, Metrics, RunResult, result_path, write_result
+from .results import FoldResult, Metrics, RunResult, alternate_result_path, result_path, write_result
+from .validate import check_config, check_run_args
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def resolve(req: RunRequest):
     """Look everything up and validate it before any work starts."""
     from .registry import resolve_dataset  # a registered name or a corpus .yaml
 
+    check_run_args(req.epochs, req.seeds)
     method_cls = get_method(req.method)
     adapter_cls = resolve_dataset(req.dataset)
     protocol = adapter_cls.protocol(req.protocol)
@@ -97,6 +99,7 @@ def resolve(req: RunRequest):
         if "train" not in config:
             raise ConfigError(f"method {method_cls.name} has no epochs to set", fix="drop --epochs")
         config["train"]["epochs"] = int(req.epochs)
+    check_config(config)
     return method_cls, adapter_cls, protocol, mods, config
 
 
@@ -129,7 +132,12 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
             from .features.packs.check import check_pack
 
             pack_report = check_pack(extractor, corpus, on_bad_media, reporter)
-        entry = extract_corpus(corpus, extractor, progress=lambda d, t, n=req.extractor: reporter.progress(f"extract {n}", d, t))
+
+        def extract(n=req.extractor):
+            return extract_corpus(corpus, extractor, warn=reporter.warn,
+                                  progress=lambda d, t: reporter.progress(f"extract {n}", d, t))
+
+        entry = extract()
         bad = bad_media(entry)
         if bad:
             listing = "; ".join(f"{b['path'] or b['uid']}: {b['reason']}" for b in bad[:5])
@@ -141,7 +149,14 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
                                      "features for them (the good files are cached already)")
             reporter.warn(f"{req.extractor}: {len(bad)} unreadable media file(s) zero-filled: {listing}{more}")
             n_bad += len(bad)
-        tables[m] = load_table(entry, frames=req.level == "frames")
+        try:
+            tables[m] = load_table(entry, frames=req.level == "frames")
+        except DamagedFileError as e:  # damaged inside (a CRC error): extract that part again
+            reporter.warn(f"feature cache {e.message}; it is extracted again")
+            Path(e.path).unlink(missing_ok=True)
+            (entry / "meta.json").unlink(missing_ok=True)
+            entry = extract()
+            tables[m] = load_table(entry, frames=req.level == "frames")
         names[m] = f"{req.label()}@v{extractor.version}"
         settings[m] = {"cache_key": Path(entry).name, "corpus": Path(entry).parent.parent.name,
                        "settings": json.loads(json.dumps(extractor.settings(), sort_keys=True, default=str))}
@@ -162,12 +177,44 @@ def features_key(feature_settings: dict[str, dict]) -> str:
     return hashlib.sha256(blob).hexdigest()[:8]
 
 
-def _result_feature_keys(path: Path) -> dict[str, str] | None:
-    """The feature cache keys an existing result was made from; None when it does not say (older files)."""
+def result_target(results_dir: Path, stub: RunResult) -> Path:
+    """The result file of this run: the usual name, unless that file holds the same run on another split
+    manifest (a relabelled corpus of the same name), then a name with the manifest hash in it."""
+    base = result_path(results_dir, stub)
     try:
-        fs = json.loads(path.read_text()).get("feature_settings") or {}
-        return _cache_keys(fs) if fs else None
-    except (OSError, ValueError, KeyError, TypeError):
+        other = json.loads(base.read_text()).get("manifest_hash")
+    except (OSError, ValueError, AttributeError):
+        return base  # none yet, or unreadable (replaced by this run)
+    return base if other in (None, stub.manifest_hash) else alternate_result_path(base, stub.manifest_hash)
+
+
+def result_differences(path: Path, want: RunResult) -> list[str] | None:
+    """What differs between the existing result ``path`` and the run ``want`` would make: config, seed,
+    split manifest, feature caches, corpus content. [] when nothing does; None when ``path`` cannot be read."""
+    try:
+        have = json.loads(path.read_text())
+        if not isinstance(have, dict):
+            return None
+        differs = []
+        if have.get("config_hash") != want.config_hash:
+            differs.append(f"config hash {str(have.get('config_hash'))[:12]}, now {want.config_hash[:12]}")
+        if have.get("seed") != want.seed:
+            differs.append(f"seed {have.get('seed')}, now {want.seed}")
+        if have.get("manifest_hash") != want.manifest_hash:
+            differs.append(f"split manifest {str(have.get('manifest_hash'))[:12]}, now {want.manifest_hash[:12]}")
+        fs = have.get("feature_settings") or {}
+        if fs:  # older files do not say which features they were made from
+            had, now = _cache_keys(fs), _cache_keys(want.feature_settings)
+            if had != now:
+                differs.append(f"other features: feature caches {had}, now {now}")
+            had_c = {m: s.get("corpus", "") for m, s in sorted(fs.items())}
+            now_c = {m: s.get("corpus", "") for m, s in sorted(want.feature_settings.items())}
+            if had == now and had_c != now_c:
+                differs.append(f"features from another corpus content {had_c}, now {now_c}")
+        if have.get("corpus_fingerprint") and have["corpus_fingerprint"] != want.corpus_fingerprint:
+            differs.append(f"corpus fingerprint {have['corpus_fingerprint']}, now {want.corpus_fingerprint}")
+        return differs
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -204,16 +251,57 @@ def _predictions_csv(rows: list[tuple], label_names: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+def _set_aside(path: Path, reason: str, reporter: Reporter) -> None:
+    """Move a damaged run file out of the way (kept for a look, never read again) and say so."""
+    aside = path.with_name(path.name + ".damaged")
+    path.replace(aside)
+    reporter.warn(f"{path}: {reason}; moved to {aside.name}, the fold restarts from the beginning")
+
+
+def _finished_fold(done_file: Path, n_test: int, n_classes: int, reporter: Reporter):
+    """(fold result, test probabilities, parameters) of a finished fold, or None when there is none
+    or its file is damaged (then it is set aside and the fold is trained again)."""
+    if not done_file.exists():
+        return None
+    try:
+        saved = json.loads(done_file.read_text())
+        fr = FoldResult.model_validate(saved["fold"])
+        probs = np.array(saved["probs"], dtype=np.float32)
+        if probs.shape != (n_test, n_classes):
+            raise ValueError(f"predictions of shape {probs.shape}, expected ({n_test}, {n_classes})")
+        return fr, probs, saved.get("parameters")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        _set_aside(done_file, f"damaged finished-fold file ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                   reporter)
+        return None
+
+
+def _check_checkpoints(workdir: Path, reporter: Reporter) -> None:
+    """A checkpoint (the fold's, or a training stage's below it) that does not load as plain weights (cut
+    short, or a planted pickle that would run code) is set aside before the trainer sees it; nothing in
+    it runs."""
+    from .weights import load_weights
+
+    for ckpt in sorted(workdir.rglob("checkpoint.pt")) if workdir.is_dir() else []:
+        try:
+            content = load_weights(ckpt)
+            if not isinstance(content, dict) or "model" not in content:
+                raise DamagedFileError(ckpt, "not a merbench checkpoint (no model weights)")
+        except DamagedFileError as e:
+            _set_aside(ckpt, e.reason, reporter)
+
+
 def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Path, fold: Fold,
              corpus: Corpus, tables, splits: ProtocolSplits, reporter: Reporter, label: str):
     """Fit on train (selecting on valid), then predict the label-free test split."""
     from .trainer import TorchMethod
 
     done_file = workdir / "fold.json"
-    if done_file.exists():  # finished before an interruption
-        saved = __import__("json").loads(done_file.read_text())
+    finished = _finished_fold(done_file, len(fold.test), len(splits.protocol.label_names), reporter)
+    if finished is not None:  # finished before an interruption
         reporter.stage(f"{label}: reusing finished fold")
-        return FoldResult.model_validate(saved["fold"]), np.array(saved["probs"], dtype=np.float32), saved.get("parameters")
+        return finished
+    _check_checkpoints(workdir, reporter)
     train = split_data("train", fold.train, corpus, tables, splits, True)
     valid = split_data("valid", fold.valid, corpus, tables, splits, True)
     method: Method = method_cls(config, mods, splits.protocol.label_names, seed=seed, device=device, workdir=workdir)
@@ -247,6 +335,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     requests = method_cls.feature_requests(config, mods)
     for r in requests.values():
         check_options(r)  # unknown extractor names and options fail before the corpus is read
+    check_writable_dir(req.results_dir, "results", "--results-dir")  # before hours of training, not after
     reporter.stage(f"corpus: {adapter_cls.name}")
     corpus = adapter_cls(req.root).load()
     if not req.modalities:
@@ -262,7 +351,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     chash = config_hash(config)
     mkey = modality_key(mods)
     fkey = features_key(feature_settings)
-    cache_keys = _cache_keys(feature_settings)
+    fingerprint = corpus_fingerprint(corpus)
     written = []
     for seed in seeds:
         t0 = time.time()
@@ -273,17 +362,23 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
                          protocol_version=protocol.version, manifest_hash=splits.manifest_hash, label_names=[],
                          modalities=mkey, seed=seed, config=config, config_hash=chash, folds=[],
                          test=Metrics(accuracy=0, ua=0, weighted_f1=0, macro_f1=0))
-        out = result_path(req.results_dir, stub)
+        out = result_target(req.results_dir, stub)
         if out.exists() and not req.force:
-            made_with = _result_feature_keys(out)
-            if made_with is not None and made_with != cache_keys:
-                # Same config, other features (e.g. a new extractor version): not the run asked for.
-                reporter.warn(f"seed {seed}: {out} was made from other features ({made_with}, now "
-                              f"{cache_keys}); kept as is. Re-run with --force to replace it.")
+            differs = result_differences(out, stub.model_copy(update=dict(
+                feature_settings=feature_settings, corpus_fingerprint=fingerprint)))
+            if differs is None:
+                reporter.warn(f"seed {seed}: {out} cannot be read; it is replaced by this run")
+            elif not differs:
+                reporter.stage(f"seed {seed}: result exists (same config, seed, split manifest, features and "
+                               f"corpus), skipped ({out})")
+                written.append(out)
+                continue
             else:
-                reporter.stage(f"seed {seed}: result exists, skipped ({out})")
-            written.append(out)
-            continue
+                # Same config and splits, other inputs (e.g. a new extractor version or an edited corpus):
+                # not the run asked for, and not shown as its result.
+                reporter.warn(f"seed {seed}: {out} was made from other inputs ({'; '.join(differs)}); kept as "
+                              f"is and not reported as this run's result. Re-run with --force to replace it.")
+                continue
         fold_results, all_probs, gold_all, pred_rows, params = [], [], [], [], None
         for k, fold in enumerate(splits.folds):
             label = f"seed {seed}" + (f" fold {k + 1}/{len(splits.folds)}" if len(splits.folds) > 1 else "")
@@ -309,11 +404,12 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
             feature_settings=feature_settings,
             headline_metric=protocol.headline_metric, select_metric=config.get("train", {}).get("select_metric", ""),
             fold_combination=protocol.fold_combination if len(fold_results) > 1 else "single split",
-            folds=fold_results, test=combined, parameters=params, bad_media=n_bad, provenance=prov))
+            folds=fold_results, test=combined, parameters=params, bad_media=n_bad, corpus_fingerprint=fingerprint,
+            provenance=prov))
         # Side files first, the result JSON last: a result file means a complete run.
         atomic_write_text(out.with_suffix(".predictions.csv"), _predictions_csv(pred_rows, protocol.label_names))
         _plots(result, out, reporter)
-        write_result(req.results_dir, result)
+        write_result(req.results_dir, result, out)
         reporter.stage(f"seed {seed}: {protocol.headline_metric} {getattr(combined, protocol.headline_metric) * 100:.2f} -> {out}")
         written.append(out)
     return written

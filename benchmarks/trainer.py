@@ -30,9 +30,10 @@ from torch import nn
 
 from .atomic import atomic_write
 from .config import config_hash
-from .errors import ConfigError, FeatureShapeError
+from .errors import ConfigError, DamagedFileError, FeatureShapeError
 from .interfaces import FitReport, Method, SplitData
 from .metrics import classification_metrics
+from .weights import load_weights
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -54,13 +55,21 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The random generators' states as tensors and plain values, so that a checkpoint loads with
+    ``weights_only=True`` (no pickled numpy objects)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state()}
 
 
 def _set_rng_state(s: dict) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
+    version, internal, gauss = s["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = s["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(s["torch"].cpu())
 
 
 class TorchMethod(Method):
@@ -311,9 +320,15 @@ class TorchMethod(Method):
         state = {"epoch": 0, "best": -math.inf, "best_epoch": None, "bad": 0, "history": [], "best_state": None}
         ckpt_path = Path(self.workdir) / "checkpoint.pt" if self.workdir else None
         chash = config_hash({"config": self.config, "modalities": self.modalities, "seed": self.seed})
+        ckpt = None
         if ckpt_path and ckpt_path.exists():
-            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)  # our own file, written below
-            if ckpt.get("config_hash") == chash:
+            try:
+                ckpt = load_weights(ckpt_path, map_location=self.device)  # tensors and plain values only
+            except DamagedFileError as e:  # never run, never resumed from: set aside, start afresh
+                ckpt_path.replace(ckpt_path.with_name(ckpt_path.name + ".damaged"))
+                log.warning("%s; moved to %s.damaged, training restarts from the first epoch", e.message, ckpt_path.name)
+        if ckpt is not None:
+            if isinstance(ckpt, dict) and ckpt.get("config_hash") == chash:
                 self.model.load_state_dict(ckpt["model"])
                 optimizer.load_state_dict(ckpt["optimizer"])
                 if scheduler is not None and ckpt.get("scheduler"):

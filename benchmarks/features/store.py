@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..atomic import atomic_write, atomic_write_json, file_lock
 from ..corpus import Corpus, Utterance
-from ..errors import FeatureShapeError, MediaError
+from ..errors import DamagedFileError, FeatureShapeError, MediaError
 from ..interfaces import ExtractedItem, FeatureExtractor, FeatureTable
 from ..paths import cache_root
 
@@ -143,29 +144,97 @@ def _extract_and_save(extractor: FeatureExtractor, utts: Sequence[Utterance], pa
     return bad, _save_part(path, utts, items, extractor, bad)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the kernel kills this worker when its parent dies, even by ``kill -9``
+    (otherwise each worker, with a model loaded, lives on)."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _clean_stale_tmp(entry: Path) -> None:
+    """Half-written parts of an extraction that was killed (called under the entry's lock, so no live
+    writer owns them)."""
+    for tmp in entry.glob(".part-*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _part_problem(path: Path, uids: Sequence[str], size: int | None = None) -> str | None:
+    """Why the cache part at ``path`` cannot be used for ``uids`` (None: it can)."""
+    try:
+        if size is not None and path.stat().st_size != size:
+            return f"size {path.stat().st_size} bytes, {size} written"
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"uids", "pooled", "valid", "frame_lengths", "frames"} - set(z.files)
+            if missing:
+                return f"no {', '.join(sorted(missing))} in it"
+            if [str(u) for u in z["uids"]] != list(uids):
+                return "it holds other utterances"
+    except FileNotFoundError:
+        return "missing"
+    except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, ValueError, zlib errors: all mean damaged
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _damaged_parts(entry: Path, parts: Sequence[Sequence[Utterance]]) -> list[tuple[Path, str]]:
+    """Parts of a finished entry that do not load (checked against the sizes meta.json recorded)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        sizes = meta.get("part_sizes") or [None] * len(parts)
+        if meta.get("parts") != len(parts) or len(sizes) != len(parts):
+            return [(entry / "meta.json", f"it lists {meta.get('parts')} parts, the corpus needs {len(parts)}")]
+    except (OSError, ValueError, AttributeError) as e:
+        return [(entry / "meta.json", f"{type(e).__name__}: {e}")]
+    out = []
+    for k, part in enumerate(parts):
+        path = entry / f"part-{k:05d}.npz"
+        why = _part_problem(path, [u.uid for u in part], sizes[k])
+        if why:
+            out.append((path, why))
+    return out
+
+
 def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path | None = None,
-                   progress: Callable[[int, int], None] | None = None, workers: int = 1) -> Path:
+                   progress: Callable[[int, int], None] | None = None, workers: int = 1,
+                   warn: Callable[[str], None] | None = None) -> Path:
     """Extract (or finish extracting) features for every utterance of ``corpus``.
 
     ``workers`` > 1 extracts parts in that many processes (each part is its own file, so
-    they never write the same place); the extractor is pickled to them."""
+    they never write the same place); the extractor is pickled to them. A damaged part (cut short,
+    not loadable) is named through ``warn`` and extracted again."""
+    warn = warn or log.warning
     if hasattr(extractor, "bind"):
         extractor.bind(corpus.name)  # e.g. a feature pack whose path names {dataset}
     entry = entry_dir(corpus, extractor, cache)
     entry.mkdir(parents=True, exist_ok=True)
     with file_lock(entry / ".lock"):
-        if (entry / "meta.json").exists():
-            if progress:
-                progress(len(corpus), len(corpus))
-            return entry
+        _clean_stale_tmp(entry)
         # Extractors get no labels or annotations besides media timing: the cache is shared by
         # every protocol and method, so nothing in it may depend on a label.
         utts = [u.for_extraction() for u in corpus.utterances]
+        parts = [utts[i:i + PART_SIZE] for i in range(0, len(utts), PART_SIZE)]
+        if (entry / "meta.json").exists():
+            damaged = _damaged_parts(entry, parts)
+            if not damaged:
+                if progress:
+                    progress(len(corpus), len(corpus))
+                return entry
+            for path, why in damaged:
+                warn(f"feature cache {path} is damaged ({why}); it is extracted again")
+                path.unlink(missing_ok=True)
+            (entry / "meta.json").unlink(missing_ok=True)
         if hasattr(extractor, "prime"):
             # Extractors that read context across utterances (e.g. earlier turns of a dialogue)
             # see the whole corpus first, so a resumed extraction gives the same features.
             extractor.prime(utts)
-        parts = [utts[i:i + PART_SIZE] for i in range(0, len(utts), PART_SIZE)]
         bad: list[dict] = []
         dims: dict = {}
         done = 0
@@ -173,14 +242,17 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
         for k, part in enumerate(parts):
             path = entry / f"part-{k:05d}.npz"
             if path.exists():  # resumed: this part was finished before an interruption
-                with np.load(path) as z:
-                    if list(z["uids"]) == [u.uid for u in part]:
+                why = _part_problem(path, [u.uid for u in part])
+                if why is None:
+                    with np.load(path, allow_pickle=False) as z:
                         bad.extend({"uid": str(u), "path": str(p), "reason": str(r)}
                                    for u, p, r in (z["bad"] if "bad" in z.files else []))
                         dims = dims or {"dim": int(z["pooled"].shape[1]),
                                         "frame_dim": int(z["frames"].shape[1]) if z["frames"].size else 0}
-                        done += len(part)
-                        continue
+                    done += len(part)
+                    continue
+                warn(f"feature cache {path} is damaged ({why}); it is extracted again")
+                path.unlink(missing_ok=True)
             todo.append((part, path))
         if progress:
             progress(done, len(utts))
@@ -189,7 +261,8 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             context = utts if hasattr(extractor, "prime") else None
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(_extract_and_save, extractor, part, path, context): part for part, path in todo}
                 for fut in as_completed(futures):
                     part_bad, dims = fut.result()
@@ -207,7 +280,8 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
         bad.sort(key=lambda b: b["uid"])
         meta = {"corpus": corpus.name, "root": str(corpus.root), "extractor": extractor.name,
                 "version": extractor.version, "settings": extractor.settings(), "parts": len(parts),
-                "count": len(utts), **dims, "bad_media": bad}
+                "count": len(utts), **dims, "bad_media": bad,
+                "part_sizes": [(entry / f"part-{k:05d}.npz").stat().st_size for k in range(len(parts))]}
         atomic_write_json(entry / "meta.json", meta)
     if bad:
         log.info("%s: %d unreadable media files (cached as zeros, flagged invalid), e.g. %s", extractor.name, len(bad), bad[0])
@@ -218,14 +292,19 @@ def load_table(entry: Path, uids: Sequence[str] | None = None, frames: bool = Tr
     meta = json.loads((entry / "meta.json").read_text())
     all_uids, pooled, valid, seqs = [], [], [], []
     for k in range(meta["parts"]):
-        with np.load(entry / f"part-{k:05d}.npz") as z:
-            all_uids.extend(str(u) for u in z["uids"])
-            pooled.append(z["pooled"])
-            valid.append(z["valid"])
-            if frames and meta.get("frame_dim"):
-                offsets = np.concatenate([[0], np.cumsum(z["frame_lengths"])])
-                fr = z["frames"]
-                seqs.extend(fr[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1))
+        path = entry / f"part-{k:05d}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                all_uids.extend(str(u) for u in z["uids"])
+                pooled.append(z["pooled"])
+                valid.append(z["valid"])
+                if frames and meta.get("frame_dim"):
+                    offsets = np.concatenate([[0], np.cumsum(z["frame_lengths"])])
+                    fr = z["frames"]
+                    seqs.extend(fr[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1))
+        except Exception as e:  # noqa: BLE001 - a CRC or zip error inside the part: named, then healed by the caller
+            raise DamagedFileError(path, f"{type(e).__name__}: {e}",
+                                   fix="run again: the damaged part is extracted again") from None
     table = FeatureTable(meta["extractor"], all_uids, np.concatenate(pooled),
                          seqs if seqs else None, np.concatenate(valid))
     return table.subset(uids) if uids is not None else table

@@ -1,0 +1,414 @@
+"""Bad input, damaged state and planted files: each gives one clear message (exit 2, no traceback)
+or is named in a warning and healed; nothing read from disk runs code; no result is reused for a
+run with other inputs.
+
+Every bad input tried here, with the message expected (``error:`` line; ``fix:`` follows):
+
+| input | expected |
+|---|---|
+| ``--epochs 0`` / ``--epochs -1`` | ``--epochs 0: a run needs at least one epoch`` |
+| ``--seeds 0`` | ``--seeds 0: no seed to run`` |
+| ``--seed -1`` | ``--seed -1: seeds are whole numbers >= 0`` |
+| ``--set train.lr=abc`` | ``--set train.lr='abc': train.lr must be a number`` (the config has a number there) |
+| ``--set train.lr=.nan`` | ``train.lr = nan: a learning rate must be a finite number > 0`` |
+| ``--set train.lr=0`` | ``train.lr = 0: a learning rate must be a finite number > 0`` |
+| ``--set model.hidden=abc`` | ``--set model.hidden='abc': model.hidden must be a number`` |
+| ``--set train.batch_size=0`` | ``train.batch_size = 0: must be a whole number >= 1`` |
+| ``--set train.select_metric=foo`` | ``train.select_metric = 'foo': not a selection metric`` |
+| ``--set model.dropout=2`` | ``model.dropout = 2: dropout must be a number in [0, 1)`` |
+| ``--set train.patience=0`` | ``train.patience = 0: must be a whole number >= 1`` |
+| method ``mlp[dev]`` (rich markup) | ``unknown method 'mlp[dev]'`` printed literally |
+| ``--results-dir`` under a file / read-only | ``cannot write results to ...`` before the corpus is read |
+| ``leaderboard --output`` into an unwritable folder | ``cannot write the leaderboard to ...`` |
+| planted ``checkpoint.pt`` (``__reduce__`` -> shell command) | warning ``.../checkpoint.pt: cannot be loaded as weights only (nothing in it was run)``; fold restarts; the command never runs |
+| ``checkpoint.pt`` cut in half | same warning; fold restarts |
+| ``fold.json`` cut in half | warning ``.../fold.json: damaged finished-fold file``; fold restarts |
+| same corpus name, 20 labels changed | retrained into ``...-m<manifest>.json``; the first result kept |
+
+``--set train.lr=3e-4`` (YAML 1.1 reads it as a string) is read as the number it means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import toy
+from merbench.cli import main
+from merbench.registry import load_builtins
+from merbench.results import read_result
+from merbench.runner import Reporter, RunRequest, run
+
+load_builtins()
+toy.register()
+MLP = dict(method="mlp", dataset="toy", overrides=["features.t=toy-bow", "train.epochs=6", "train.patience=100"])
+CLI_MLP = ["run", "mlp", "toy", "--set", "features.t=toy-bow", "--set", "train.epochs=2"]
+
+
+class Recorder(Reporter):
+    def __init__(self, interrupt_at: int | None = None):
+        self.stages, self.warnings, self.epochs = [], [], []
+        self.interrupt_at = interrupt_at
+
+    def stage(self, message):
+        self.stages.append(message)
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+    def epoch(self, label, epoch, total, row):
+        self.epochs.append(epoch)
+        if epoch == self.interrupt_at:
+            raise KeyboardInterrupt
+
+
+def run_cli(capsys, *args):
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture
+def no_corpus_work(monkeypatch):
+    """Fails the test if the corpus is read: bad arguments must be refused before any corpus work."""
+    def load(self):
+        raise AssertionError("the corpus was read before the arguments were checked")
+
+    monkeypatch.setattr(toy.ToyDataset, "load", load)
+
+
+def assert_one_clear_error(rc, out, err, *expected):
+    assert rc == 2, (out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: ") and len(lines) <= 2 and (len(lines) == 1 or lines[1].startswith("fix: "))
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+
+
+# -- run arguments and config values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--epochs", "0"], ["--epochs 0", "at least one epoch"]),
+    (["--epochs", "-1"], ["--epochs -1", "at least one epoch"]),
+    (["--seeds", "0"], ["--seeds 0", "no seed"]),
+    (["--seed", "-1"], ["--seed -1", ">= 0"]),
+    (["--set", "train.lr=abc"], ["train.lr", "'abc'", "must be a number"]),
+    (["--set", "train.lr=.nan"], ["train.lr", "nan", "finite number > 0"]),
+    (["--set", "train.lr=0"], ["train.lr", "finite number > 0"]),
+    (["--set", "model.hidden=abc"], ["model.hidden", "'abc'", "must be a number"]),
+    (["--set", "train.batch_size=0"], ["train.batch_size", ">= 1"]),
+    (["--set", "train.select_metric=foo"], ["train.select_metric", "'foo'", "not a selection metric"]),
+    (["--set", "model.dropout=2"], ["model.dropout", "[0, 1)"]),
+    (["--set", "train.patience=0"], ["train.patience", ">= 1"]),
+])
+def test_bad_run_values_are_refused_before_the_corpus_is_read(merbench_home, tmp_path, capsys, no_corpus_work,
+                                                              args, expected):
+    rc, out, err = run_cli(capsys, *CLI_MLP, "--results-dir", tmp_path / "r", *args)
+    assert_one_clear_error(rc, out, err, *expected)
+    assert "fix: " in err  # and says what to write instead
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob("*.json"))
+
+
+def test_a_number_written_without_a_dot_is_a_number(merbench_home):
+    from merbench.config import apply_overrides
+
+    assert apply_overrides({"train": {"lr": 0.1}}, ["train.lr=3e-4"]) == {"train": {"lr": 3e-4}}
+    assert apply_overrides({"model": {"hidden": [256]}}, ["model.hidden=[512, 128]"])["model"]["hidden"] == [512, 128]
+
+
+def test_square_brackets_in_names_and_fixes_print_literally(merbench_home, capsys):
+    rc, out, err = run_cli(capsys, "run", "mlp[dev]", "toy")
+    assert_one_clear_error(rc, out, err, "unknown method 'mlp[dev]'")
+    # a fix text with brackets (here the dropout range) is printed as written, not eaten as markup
+    rc, out, err = run_cli(capsys, *CLI_MLP, "--set", "model.dropout=1.5")
+    assert_one_clear_error(rc, out, err, "[0, 1)")
+
+
+def test_an_unwritable_results_folder_is_refused_before_training(merbench_home, tmp_path, capsys, no_corpus_work):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    rc, out, err = run_cli(capsys, *CLI_MLP, "--results-dir", blocker / "results")
+    assert_one_clear_error(rc, out, err, "cannot write results to", str(blocker / "results"))
+    assert "--results-dir" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the folder-under-a-file case "
+                                             "covers the same check")
+def test_a_read_only_results_folder_is_refused_before_training(merbench_home, tmp_path, capsys, no_corpus_work):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        rc, out, err = run_cli(capsys, *CLI_MLP, "--results-dir", ro)
+        assert_one_clear_error(rc, out, err, "cannot write results to", str(ro))
+    finally:
+        ro.chmod(0o700)
+
+
+def test_leaderboard_output_into_an_unwritable_folder_is_a_clear_error(merbench_home, tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    rc, out, err = run_cli(capsys, "leaderboard", "--results-dir", tmp_path / "results", "--output",
+                           blocker / "LB.md")
+    assert_one_clear_error(rc, out, err, "cannot write the leaderboard to", str(blocker))
+
+
+# -- checkpoints and finished folds -------------------------------------------------------------
+
+
+class Planted:
+    """Pickles to "call os.system(...)": what a hostile checkpoint holds."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _interrupted_checkpoint(tmp_path, seed=1) -> Path:
+    with pytest.raises(KeyboardInterrupt):
+        run(RunRequest(**MLP, seeds=[seed], results_dir=tmp_path / "res"), Recorder(interrupt_at=3))
+    (ckpt,) = list(Path(os.environ["MERBENCH_HOME"]).rglob("checkpoint.pt"))
+    return ckpt
+
+
+def test_a_planted_checkpoint_runs_nothing_and_the_fold_restarts(merbench_home, tmp_path, monkeypatch):
+    ref = read_result(run(RunRequest(**MLP, seeds=[1], results_dir=tmp_path / "ref"))[0])
+    import shutil
+
+    shutil.rmtree(merbench_home / "runs")
+    ckpt = _interrupted_checkpoint(tmp_path)
+    marker = tmp_path / "code-ran"
+    torch.save({"model": Planted(marker)}, ckpt)
+    # in a merbench process even a library's plain torch.load reads weights only ...
+    with pytest.raises(Exception, match="eights"):
+        torch.load(ckpt)
+    assert not marker.exists()
+    # ... while outside one the file really is hostile: a non weights-only load runs the command
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0")
+    torch.load(ckpt, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
+
+    rec = Recorder()
+    got = read_result(run(RunRequest(**MLP, seeds=[1], results_dir=tmp_path / "res"), rec)[0])
+    assert not marker.exists()
+    assert any(str(ckpt) in w and "weights only" in w and "restarts" in w for w in rec.warnings), rec.warnings
+    assert rec.epochs == [1, 2, 3, 4, 5, 6]  # from scratch, not from the planted epoch
+    assert got.test == ref.test  # and the same result as an uninterrupted run
+    assert ckpt.with_name("checkpoint.pt.damaged").exists() and not ckpt.exists()
+
+
+def test_a_checkpoint_cut_in_half_is_named_and_the_fold_restarts(merbench_home, tmp_path):
+    ckpt = _interrupted_checkpoint(tmp_path)
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[:len(data) // 2])
+    rec = Recorder()
+    run(RunRequest(**MLP, seeds=[1], results_dir=tmp_path / "res"), rec)
+    assert any(str(ckpt) in w and "restarts" in w for w in rec.warnings), rec.warnings
+    assert rec.epochs == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_good_checkpoint_still_resumes_with_weights_only(merbench_home, tmp_path):
+    ckpt = _interrupted_checkpoint(tmp_path)
+    assert isinstance(torch.load(ckpt, weights_only=True)["rng"]["numpy"][1], torch.Tensor)
+    rec = Recorder()
+    run(RunRequest(**MLP, seeds=[1], results_dir=tmp_path / "res"), rec)
+    assert rec.epochs == [4, 5, 6] and not rec.warnings
+
+
+def test_a_damaged_finished_fold_is_named_and_retrained(merbench_home, tmp_path):
+    first = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))[0])
+    (done,) = list(merbench_home.rglob("fold.json"))
+    done.write_text(done.read_text()[:100])
+    rec = Recorder()
+    again = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b"), rec)[0])
+    assert any(str(done) in w and "restarts" in w for w in rec.warnings), rec.warnings
+    assert len(rec.epochs) == 6 and again.test == first.test
+    # a finished-fold file of the wrong shape (a list) is damaged too, not a crash
+    done.write_text("[1, 2]")
+    rec = Recorder()
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "c"), rec)
+    assert len(rec.epochs) == 6 and any(str(done) in w for w in rec.warnings)
+
+
+# -- results keyed by what made them ------------------------------------------------------------
+
+
+def test_a_relabelled_corpus_of_the_same_name_is_retrained_not_skipped(merbench_home, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    (first,) = run(RunRequest(**MLP, seeds=[0], results_dir=results))
+    original = read_result(first)
+    original_load = toy.ToyDataset.load
+
+    def relabelled(self):
+        corpus = original_load(self)
+        for i in range(20):  # 20 labels changed, ids and texts as before
+            u = corpus.utterances[i]
+            corpus.utterances[i] = dataclasses.replace(u, label=toy.LABELS[(toy.LABELS.index(u.label) + 1) % 4])
+        return corpus
+
+    monkeypatch.setattr(toy.ToyDataset, "load", relabelled)
+    rec = Recorder()
+    (second,) = run(RunRequest(**MLP, seeds=[0], results_dir=results), rec)
+    assert len(rec.epochs) == 6 and not any("skipped" in s for s in rec.stages)
+    relabelled_result = read_result(second)
+    assert relabelled_result.manifest_hash != original.manifest_hash
+    assert second != first and second.name == f"{first.stem}-m{relabelled_result.manifest_hash[:12]}.json"
+    assert read_result(first) == original  # the first result is kept as it was
+    # each corpus now finds its own result
+    rec = Recorder()
+    assert run(RunRequest(**MLP, seeds=[0], results_dir=results), rec) == [second]
+    assert not rec.epochs and any("skipped" in s for s in rec.stages)
+    monkeypatch.setattr(toy.ToyDataset, "load", original_load)
+    rec = Recorder()
+    assert run(RunRequest(**MLP, seeds=[0], results_dir=results), rec) == [first]
+    assert not rec.epochs and any("same config, seed, split manifest, features and corpus" in s for s in rec.stages)
+
+
+def test_an_edited_corpus_does_not_pass_off_the_old_result(merbench_home, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    (first,) = run(RunRequest(**MLP, seeds=[0], results_dir=results))
+    original_load = toy.ToyDataset.load
+
+    def edited(self):  # same ids and labels (same manifest), one text changed
+        corpus = original_load(self)
+        corpus.utterances[0] = dataclasses.replace(corpus.utterances[0], text="i am edited today")
+        return corpus
+
+    monkeypatch.setattr(toy.ToyDataset, "load", edited)
+    rec = Recorder()
+    assert run(RunRequest(**MLP, seeds=[0], results_dir=results), rec) == []  # not shown as this run's result
+    assert any(str(first) in w and "corpus fingerprint" in w and "--force" in w for w in rec.warnings), rec.warnings
+    forced = run(RunRequest(**MLP, seeds=[0], results_dir=results, force=True), Recorder())
+    assert forced == [first] and read_result(first).corpus_fingerprint != ""
+
+
+# -- the leaderboard and files it cannot read -----------------------------------------------------
+
+
+def test_the_leaderboard_skips_and_lists_unreadable_result_files(merbench_home, tmp_path, capsys):
+    results = tmp_path / "results"
+    (good,) = run(RunRequest(**MLP, seeds=[0], results_dir=results))
+    folder = good.parent
+    (folder / "a-list.json").write_text("[1, 2, 3]")
+    incomplete = json.loads(good.read_text())
+    del incomplete["test"], incomplete["folds"]
+    (folder / "missing-fields.json").write_text(json.dumps(incomplete))
+    (folder / "not-json.json").write_text("{ cut sh")
+    rc, out, err = run_cli(capsys, "leaderboard", "--results-dir", results, "--no-extras")
+    assert rc == 0 and "Traceback" not in out + err
+    assert "| mlp" in out  # the good result is still shown
+    for name, why in (("a-list.json", "holds a JSON list"), ("missing-fields.json", "not a complete result"),
+                      ("not-json.json", "cannot read result file")):
+        assert any(name in line and why in line and line.startswith("skipped:") for line in err.splitlines()), err
+    rc, out, err = run_cli(capsys, "leaderboard", "--results-dir", results, "--no-extras", "--strict")
+    assert_one_clear_error(rc, out, err, "3 result file(s) cannot be read")
+
+
+# -- the feature cache -------------------------------------------------------------------------------
+
+
+def _cache_parts(home: Path) -> list[Path]:
+    return sorted((home / "features").rglob("part-*.npz"))
+
+
+def test_a_cache_part_cut_in_half_is_named_and_extracted_again(merbench_home, tmp_path, capsys):
+    first = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))[0])
+    part = _cache_parts(merbench_home)[0]
+    good = part.read_bytes()
+    part.write_bytes(good[:len(good) // 2])
+    rc, out, err = run_cli(capsys, "features", "extract", "toy", "-e", "toy-bow")
+    assert rc == 0 and "Traceback" not in out + err
+    assert f"warning: feature cache {part} is damaged" in out + err and "extracted again" in out + err
+    assert part.read_bytes() == good  # healed: the same features as before
+    # cut again: a run names it too and gets the same features and result
+    part.write_bytes(good[:len(good) // 2])
+    rec = Recorder()
+    again = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b", force=True), rec)[0])
+    assert any(str(part) in w and "damaged" in w for w in rec.warnings), rec.warnings
+    assert again.test == first.test and part.read_bytes() == good
+
+
+def test_a_cache_part_damaged_inside_is_healed_when_loaded(merbench_home, tmp_path):
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))
+    part = _cache_parts(merbench_home)[0]
+    good = part.read_bytes()
+    # flip bytes inside the pooled array, keeping the size: only the CRC check on loading sees it
+    import zipfile
+
+    with zipfile.ZipFile(part) as z:
+        info = z.getinfo("pooled.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 200
+    part.write_bytes(good[:start] + bytes(b ^ 0xFF for b in good[start:start + 16]) + good[start + 16:])
+    rec = Recorder()
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b", force=True), rec)
+    assert any(str(part) in w and "damaged" in w for w in rec.warnings), rec.warnings
+    assert part.read_bytes() == good
+
+
+def test_stale_tmp_parts_are_removed_and_files_follow_the_umask(merbench_home, tmp_path):
+    run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))
+    part = _cache_parts(merbench_home)[0]
+    stale = part.parent / ".part-00000.npz.x1y2z3.tmp"
+    stale.write_bytes(b"half a part")
+    (result,) = run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b", force=True))
+    assert not stale.exists()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for f in (part, part.parent / "meta.json", result, result.with_suffix(".predictions.csv")):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~mask, f
+
+
+def test_extraction_workers_die_with_their_parent(tmp_path):
+    """``kill -9`` of the process that extracts leaves no worker behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time, multiprocessing as mp\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from merbench.features.store import _die_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(2, mp_context=mp.get_context('spawn'), initializer=_die_with_parent,\n"
+        "                               initargs=(os.getpid(),))\n"
+        "    pids = [pool.submit(os.getpid).result() for _ in range(4)]\n"
+        "    pool.submit(time.sleep, 60)\n"
+        "    print(' '.join(map(str, sorted(set(pids)))), flush=True)\n"
+        "    time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert workers and all(Path(f"/proc/{p}").exists() for p in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status  # a zombie waiting for init to reap it is dead
