@@ -329,6 +329,11 @@ def test_a_cache_part_cut_in_half_is_named_and_extracted_again(merbench_home, tm
     first = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "a"))[0])
     part = _cache_parts(merbench_home)[0]
     good = part.read_bytes()
+    # a sound cache passes the check untouched
+    stamps = [p.stat().st_mtime_ns for p in _cache_parts(merbench_home)]
+    rc, out, err = run_cli(capsys, "features", "extract", "toy", "-e", "toy-bow")
+    assert rc == 0 and "warning" not in out + err
+    assert [p.stat().st_mtime_ns for p in _cache_parts(merbench_home)] == stamps
     part.write_bytes(good[:len(good) // 2])
     rc, out, err = run_cli(capsys, "features", "extract", "toy", "-e", "toy-bow")
     assert rc == 0 and "Traceback" not in out + err

@@ -177,11 +177,23 @@ def _part_problem(path: Path, uids: Sequence[str], size: int | None = None) -> s
                 return f"no {', '.join(sorted(missing))} in it"
             if [str(u) for u in z["uids"]] != list(uids):
                 return "it holds other utterances"
+            rows = {name: _rows(z, name) for name in ("pooled", "valid", "frame_lengths")}
+            if any(n != len(uids) for n in rows.values()):
+                return f"rows per array {rows}, {len(uids)} utterances"
     except FileNotFoundError:
         return "missing"
     except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, ValueError, zlib errors: all mean damaged
         return f"{type(e).__name__}: {e}"
     return None
+
+
+def _rows(z, name: str) -> int:
+    """Rows of array ``name`` of an open npz, read from its header only."""
+    with z.zip.open(f"{name}.npy") as fh:
+        fmt = np.lib.format
+        major, _ = fmt.read_magic(fh)
+        shape = (fmt.read_array_header_1_0(fh) if major == 1 else fmt.read_array_header_2_0(fh))[0]
+    return shape[0] if shape else 0
 
 
 def _damaged_parts(entry: Path, parts: Sequence[Sequence[Utterance]]) -> list[tuple[Path, str]]:
