@@ -59,15 +59,19 @@ def file_lock(path: str | Path) -> Iterator[None]:
 
 
 def check_writable_dir(folder: str | Path, what: str, option: str) -> None:
-    """Fail early (before any training) when ``folder`` cannot be created or written to."""
+    """Fail early (before any training) when ``folder`` could not be created or written to; creates
+    nothing (a run refused later must not leave an empty results folder behind)."""
     from .errors import MerbenchError
 
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise MerbenchError(f"cannot write {what} to {folder}: {e.strerror or e}",
-                            fix=f"choose a writable folder with {option}, or fix its permissions") from None
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing} is not writable (permission denied)"
+    else:
+        return
+    raise MerbenchError(f"cannot write {what} to {folder}: {why}",
+                        fix=f"choose a writable folder with {option}, or fix its permissions")
