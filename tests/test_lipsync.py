@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from merbench.methods.lipsync_graph_erc.active_speaker import LipSyncSelector, RandomSelector
-from merbench.methods.lipsync_graph_erc.lipsync import (
+from merbench.features.active_speaker.selector import LipSyncSelector, RandomSelector
+from merbench.features.active_speaker.lipsync import (
     AVSyncLoss, LipSyncConfig, LipSyncNet, MEL_PER_FRAME, audio_window, count_parameters, load_checkpoint, log_mel,
     mel_frame_span_seconds, pad_to_window, save_checkpoint, video_window, window_distances, window_span_seconds,
     window_starts)
@@ -246,7 +246,7 @@ def test_selectors_plug_into_the_face_crop_extractor(tiny_corpus):
 
 
 def test_train_entry_point_end_to_end(tiny_corpus, tmp_path):
-    from merbench.methods.lipsync_graph_erc.train_lipsync import main
+    from merbench.features.active_speaker.train_lipsync import main
 
     root, _, _ = tiny_corpus
     out = tmp_path / "run"
@@ -275,7 +275,7 @@ def test_train_entry_point_end_to_end(tiny_corpus, tmp_path):
 
 
 def test_utterance_windows_equal_the_single_window_helpers():
-    from merbench.methods.lipsync_graph_erc.lipsync import utterance_windows
+    from merbench.features.active_speaker.lipsync import utterance_windows
 
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (13, 8, 8, 3)).astype(np.uint8)
@@ -303,7 +303,7 @@ def test_loss_with_several_negatives_per_positive():
 
 
 def test_group_step_ranks_only_far_windows_of_the_same_utterance(monkeypatch):
-    from merbench.methods.lipsync_graph_erc import train_lipsync as T
+    from merbench.features.active_speaker import train_lipsync as T
 
     torch.manual_seed(0)
     model = LipSyncNet()
@@ -336,7 +336,7 @@ def _item(levels, n_frames=16, size=8, seed=0):
 
 
 def test_frame_levels_and_voiced_windows():
-    from merbench.methods.lipsync_graph_erc.lipsync import frame_levels_db, window_voiced_fraction
+    from merbench.features.active_speaker.lipsync import frame_levels_db, window_voiced_fraction
 
     levels = [-60.0] * 6 + [0.0, -3.0, -6.0] * 3 + [-60.0]
     it = _item(levels)
@@ -348,7 +348,7 @@ def test_frame_levels_and_voiced_windows():
 
 
 def test_voiced_threshold_uses_train_statistics_only():
-    from merbench.methods.lipsync_graph_erc.train_lipsync import voiced_threshold
+    from merbench.features.active_speaker.train_lipsync import voiced_threshold
 
     train = [_item([-50.0] * 4 + [0.0, -2.0, -4.0, -1.0] * 3, seed=i) for i in range(3)]
     rule = voiced_threshold(train)
@@ -362,8 +362,8 @@ def test_voiced_threshold_uses_train_statistics_only():
 
 
 def test_sync_pairs_voiced_anchors_and_context():
-    from merbench.methods.lipsync_graph_erc.lipsync import utterance_windows
-    from merbench.methods.lipsync_graph_erc.train_lipsync import sync_pairs
+    from merbench.features.active_speaker.lipsync import utterance_windows
+    from merbench.features.active_speaker.train_lipsync import sync_pairs
 
     torch.manual_seed(0)
     model = LipSyncNet().eval()
@@ -390,7 +390,7 @@ def test_sync_pairs_voiced_anchors_and_context():
 
 
 def test_prepare_cache_resumes_and_is_keyed_by_settings(tiny_corpus, tmp_path, monkeypatch):
-    from merbench.methods.lipsync_graph_erc import train_lipsync as T
+    from merbench.features.active_speaker import train_lipsync as T
 
     root, corpus, _ = tiny_corpus
     utts = [u for u in corpus.utterances if u.meta.get("split") == "test"][:7]

@@ -359,7 +359,7 @@ def test_missing_lipsync_checkpoint_names_the_training_command(merbench_home, tm
         ext.settings()  # the cache key: asked for before any extraction
     folder = merbench_home / "models" / "lipsync"
     assert str(folder / "lipsync.pt") in str(e.value)
-    assert f"python -m merbench.methods.lipsync_graph_erc.train_lipsync --out {folder}" in e.value.fix
+    assert f"python -m merbench.features.active_speaker.train_lipsync --out {folder}" in e.value.fix
     other = tmp_path / "ckpts" / "lipsync.pt"
     with pytest.raises(ConfigError, match=f"--out {tmp_path / 'ckpts'}"):
         FaceCropExtractor(select_track="lipsync", lipsync_checkpoint=str(other)).settings()
@@ -389,11 +389,11 @@ def test_random_selector_option_uses_random_selector_and_lipsync_stays_unimporte
         "import numpy as np\n"
         "e = FaceCropExtractor(select_track='random')\n"
         "e.settings(); FaceCropExtractor(select_track='lipsync')\n"
-        "assert 'merbench.methods.lipsync_graph_erc.lipsync' not in sys.modules, 'imported too early'\n"
+        "assert 'merbench.features.active_speaker.lipsync' not in sys.modules, 'imported too early'\n"
         "tracks = [FaceTrack([(0, 0, 4, 4)] * 3), FaceTrack([(4, 4, 4, 4)] * 3)]\n"
         "frames = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)\n"
         "k = e.select_track(tracks, None, frames)\n"
-        "from merbench.methods.lipsync_graph_erc.active_speaker import RandomSelector\n"
+        "from merbench.features.active_speaker.selector import RandomSelector\n"
         "assert k == RandomSelector(0)(tracks, None, frames)\n"
         "assert type(e.select_track._impl).__name__ == 'RandomSelector'\n"
         "print('ok')\n"

@@ -199,8 +199,8 @@ def test_lipsync_choice_on_25fps_clips_after_training_on_the_train_clips(trees):
     its choice on the dev and test clips, never trained on, must be the face the fixture made speak."""
     import torch
 
-    from merbench.methods.lipsync_graph_erc.active_speaker import LipSyncSelector
-    from merbench.methods.lipsync_graph_erc.lipsync import (AVSyncLoss, LipSyncConfig, LipSyncNet, face_crops, log_mel,
+    from merbench.features.active_speaker.selector import LipSyncSelector
+    from merbench.features.active_speaker.lipsync import (AVSyncLoss, LipSyncConfig, LipSyncNet, face_crops, log_mel,
                                                           utterance_windows)
     from merbench.features.video import default_detector, track_faces
 

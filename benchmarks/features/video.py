@@ -318,8 +318,12 @@ TrackSelector = Callable[[Sequence[FaceTrack], "np.ndarray | None", np.ndarray],
 
 # Track selectors a config can name (feature request option ``select_track``).
 TRACK_SELECTORS = ("mouth-motion", "random", "lipsync")
-LIPSYNC_TRAIN_MODULE = "merbench.methods.lipsync_graph_erc.train_lipsync"
-ACTIVE_SPEAKER_MODULE = "merbench.methods.lipsync_graph_erc.active_speaker"
+LIPSYNC_TRAIN_MODULE = "merbench.features.active_speaker.train_lipsync"
+# The selectors' identity in the cache key (and so in results' feature_settings). It names the
+# module they lived in before moving under the feature extractors: the same code gives the same
+# features, so every existing cache stays valid.
+SELECTOR_IDS = {"random": "merbench.methods.lipsync_graph_erc.active_speaker:RandomSelector",
+                "lipsync": "merbench.methods.lipsync_graph_erc.active_speaker:LipSyncSelector"}
 
 
 def default_lipsync_checkpoint() -> Path:
@@ -349,9 +353,8 @@ class NamedTrackSelector:
 
     def _load(self):
         if self._impl is None:
-            import importlib
+            from .active_speaker import selector as mod  # torch and LipSyncNet: only when used
 
-            mod = importlib.import_module(ACTIVE_SPEAKER_MODULE)
             if self.name == "random":
                 self._impl = mod.RandomSelector(self.seed)
             else:
@@ -367,9 +370,9 @@ class NamedTrackSelector:
 
     def settings(self) -> dict[str, Any]:
         if self.name == "random":  # known without importing anything
-            return {"name": "random", "impl": f"{ACTIVE_SPEAKER_MODULE}:RandomSelector", "seed": self.seed}
+            return {"name": "random", "impl": SELECTOR_IDS["random"], "seed": self.seed}
         # The weights' hash (not the file's path) identifies a lip-sync model.
-        return {"name": "lipsync", "impl": f"{ACTIVE_SPEAKER_MODULE}:LipSyncSelector", **self._load().settings()}
+        return {"name": "lipsync", "impl": SELECTOR_IDS["lipsync"], **self._load().settings()}
 
     def __call__(self, tracks: Sequence[FaceTrack], audio: np.ndarray | None, frames: np.ndarray) -> int:
         return int(self._load()(tracks, audio, frames))

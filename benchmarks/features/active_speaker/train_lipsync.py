@@ -1,6 +1,6 @@
 """Train LipSyncNet on the synthetic corpus and measure it.
 
-    python -m merbench.methods.lipsync_graph_erc.train_lipsync      # defaults = the published checkpoint
+    python -m merbench.features.active_speaker.train_lipsync      # defaults = the published checkpoint
 
 writes ``$MERBENCH_HOME/models/lipsync/lipsync.pt`` (where ``select_track: lipsync`` looks) and
 ``metrics.json`` beside it; ``--out DIR`` writes elsewhere.
@@ -540,7 +540,7 @@ def auc(d: np.ndarray, y: np.ndarray) -> float:
 def active_speaker_eval(model: LipSyncNet, items: list[dict], cues: dict[str, dict[str, str]],
                         config: LipSyncConfig) -> dict[str, Any]:
     """Accuracy of picking the speaker's face among several tracks, against cues.csv."""
-    from .active_speaker import LipSyncSelector
+    from .selector import LipSyncSelector
 
     hook = LipSyncSelector(model, config)  # the extractor's path: rate inferred from audio length
     n = {"lipsync": 0, "lipsync_hook": 0, "mouth_motion": 0, "random_expected": 0.0}

@@ -346,7 +346,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[LipSyn
     path = Path(path)
     if not path.is_file():
         raise MerbenchError(f"{path}: lip-sync checkpoint not found",
-                            fix="train one with `python -m merbench.methods.lipsync_graph_erc.train_lipsync --out DIR`")
+                            fix="train one with `python -m merbench.features.active_speaker.train_lipsync --out DIR`")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file, or one holding code objects
