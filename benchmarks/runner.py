@@ -31,7 +31,7 @@ from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
 from .errors import ConfigError, DamagedFileError, MediaError, MerbenchError
 from .features.factory import check_options, make_extractor
 from .features.store import bad_media, corpus_fingerprint, extract_corpus, load_table
-from .interfaces import FeatureRequest, FeatureTable, Method, SplitData
+from .interfaces import FeatureTable, Method, SplitData
 from .metrics import classification_metrics, combine_folds
 from .paths import home
 from .protocols import Fold, ProtocolSplits
