@@ -32,8 +32,8 @@ from ..errors import ConfigError
 from ..interfaces import ExtractedItem, FeatureExtractor
 from .speech_hf import hidden_size, load_hf_pretrained, resolve_device
 from .text import _cached
-from .video import (FaceDetector, extract_face_clips, TrackSelector, _clip_box, default_detector, describe_detector,
-                    resolve_track_selector, track_faces)
+from .video import (FaceDetector, TrackSelector, clip_box, default_detector, describe_detector, extract_face_clips,
+                    resolve_track_selector, selector_id, track_faces)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def colour_crops(frames: np.ndarray, boxes: np.ndarray | None, margin: float) ->
         return [np.ascontiguousarray(f) for f in frames]
     out = []
     for fr, b in zip(frames, boxes):
-        x0, y0, x1, y1 = _clip_box(b, fr.shape, margin)
+        x0, y0, x1, y1 = clip_box(b, fr.shape, margin)
         out.append(np.ascontiguousarray(fr[y0:y1, x0:x1]))
     return out
 
@@ -115,7 +115,7 @@ class HFVisionExtractor(FeatureExtractor):
         out = {"model_name": self.model_name, "readout": self.readout, "max_frames": self.max_frames,
                "margin": self.margin, "detect_max_side": self.detect_max_side, "detect_every": self.detect_every,
                "detector": describe_detector(self.detector),
-               "select_track": f"{getattr(sel, '__module__', '')}:{getattr(sel, '__qualname__', type(sel).__qualname__)}",
+               "select_track": selector_id(sel),
                "crop": "rgb, full-size frames", "pooled": "mean over frames (image models) / clip embedding (video models)"}
         if hasattr(sel, "settings"):
             out["select_track_settings"] = sel.settings()

@@ -197,7 +197,7 @@ def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int, margin: float =
     ``region="lower"`` keeps the part of each box below ``LOWER_FACE_FROM`` of its height."""
     import cv2
 
-    from merbench.features.video import _clip_box
+    from merbench.features.video.track import clip_box
 
     if region not in ("face", "lower"):
         raise ValueError(f"crop region {region!r} must be 'face' or 'lower'")
@@ -207,7 +207,7 @@ def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int, margin: float =
         boxes[:, 3] *= 1.0 - LOWER_FACE_FROM
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for i, (fr, b) in enumerate(zip(frames, boxes)):
-        x0, y0, x1, y1 = _clip_box(b, fr.shape, margin)
+        x0, y0, x1, y1 = clip_box(b, fr.shape, margin)
         out[i] = cv2.resize(np.ascontiguousarray(fr[y0:y1, x0:x1]), (size, size), interpolation=cv2.INTER_AREA)
     return out
 
