@@ -303,7 +303,7 @@ def test_loss_with_several_negatives_per_positive():
 
 
 def test_group_step_ranks_only_far_windows_of_the_same_utterance(monkeypatch):
-    from merbench.features.active_speaker import train_lipsync as T
+    from merbench.features.active_speaker import train as T
 
     torch.manual_seed(0)
     model = LipSyncNet()
@@ -348,7 +348,7 @@ def test_frame_levels_and_voiced_windows():
 
 
 def test_voiced_threshold_uses_train_statistics_only():
-    from merbench.features.active_speaker.train_lipsync import voiced_threshold
+    from merbench.features.active_speaker.evaluate import voiced_threshold
 
     train = [_item([-50.0] * 4 + [0.0, -2.0, -4.0, -1.0] * 3, seed=i) for i in range(3)]
     rule = voiced_threshold(train)
@@ -363,7 +363,7 @@ def test_voiced_threshold_uses_train_statistics_only():
 
 def test_sync_pairs_voiced_anchors_and_context():
     from merbench.features.active_speaker.lipsync import utterance_windows
-    from merbench.features.active_speaker.train_lipsync import sync_pairs
+    from merbench.features.active_speaker.evaluate import sync_pairs
 
     torch.manual_seed(0)
     model = LipSyncNet().eval()
@@ -390,7 +390,7 @@ def test_sync_pairs_voiced_anchors_and_context():
 
 
 def test_prepare_cache_resumes_and_is_keyed_by_settings(tiny_corpus, tmp_path, monkeypatch):
-    from merbench.features.active_speaker import train_lipsync as T
+    from merbench.features.active_speaker import data as T
 
     root, corpus, _ = tiny_corpus
     utts = [u for u in corpus.utterances if u.meta.get("split") == "test"][:7]
