@@ -324,7 +324,7 @@ def test_cross_modal_paper_variant_trains_one_epoch_on_a_table(pack_corpus, tmp_
     assert res["folds"][0]["epochs_run"] == 1
     assert {m: res["feature_settings"][m]["pack"]["dim"] for m in "av"} == {"a": 562, "v": 512}
     # Everything but the (tiny, test-only) encoder is the original's head at 4 classes.
-    from merbench.methods.text_transformer.model import load_encoder
+    from merbench.text_encoder import load_encoder
 
     tiny = sum(p.numel() for p in load_encoder("tiny-random-bert").parameters())
     assert res["parameters"] - tiny == cross_modal_head(4) - linear(768, 512) + linear(32, 512)

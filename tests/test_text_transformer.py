@@ -14,7 +14,7 @@ from merbench.corpus import Utterance
 from merbench.errors import ConfigError
 from merbench.interfaces import SplitData
 from merbench.methods.text_transformer.method import TextTransformerMethod
-from merbench.methods.text_transformer.model import TextEncoder, load_tokenizer
+from merbench.text_encoder import TextEncoder, load_tokenizer
 
 TINY = {"encoder": {"name": "tiny-random-bert"}}
 

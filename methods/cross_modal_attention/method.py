@@ -23,7 +23,7 @@ from merbench.metadata import method_metadata_file
 from merbench.metrics import classification_metrics
 from merbench.optim import AccumulatingOptimizer
 from merbench.methods.text_transformer.method import RawTextMixin
-from merbench.methods.text_transformer.model import encoder_from_config
+from merbench.text_encoder import encoder_from_config
 from merbench.trainer import TorchMethod
 
 from .model import CrossModalAttentionNet, focal_loss

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from merbench.methods.text_transformer.model import TextEncoder
+from merbench.text_encoder import TextEncoder
 
 IGNORE = -100
 

@@ -18,9 +18,10 @@ import torch
 from merbench.errors import ConfigError
 from merbench.interfaces import SplitData
 from merbench.metadata import method_metadata_file
+from merbench.text_encoder import MINILM_NAMES, encoder_from_config, load_tokenizer
 from merbench.trainer import TorchMethod
 
-from .model import MINILM_NAMES, TextClassifier, encoder_from_config, load_tokenizer
+from .model import TextClassifier
 
 RAW = "raw"  # ``features: {t: raw}``: the method reads this modality from the utterances itself
 ENCODER_KEYS = {"name", "pooling", "max_length"}
