@@ -80,8 +80,9 @@ class Protocol:
     version: str = "1"
     description: str = ""
     headline_metric: str = "weighted_f1"
-    # What a run computes and the leaderboard shows (names of merbench.metrics.METRICS).
-    metrics: tuple[str, ...] = ("accuracy", "ua", "weighted_f1", "macro_f1")
+    # What a run computes and the leaderboard shows (names of merbench.metrics.METRICS; empty:
+    # every registered metric).
+    metrics: tuple[str, ...] = ()
     label_map: dict[str, str] | None = None
     label_field: str | None = None
     as_published: bool = False  # a paper's own (often leaky) protocol, marked in the leaderboard
@@ -98,7 +99,9 @@ class Protocol:
         unknown = [m for m in (self.headline_metric, *self.metrics) if m not in METRICS]
         if unknown:
             raise ConfigError(f"protocol {self.name}: unknown metric(s) {unknown}", fix=f"use names of: {', '.join(METRICS)}")
-        if self.headline_metric not in self.metrics:
+        if not self.metrics:
+            object.__setattr__(self, "metrics", tuple(METRICS))
+        elif self.headline_metric not in self.metrics:
             object.__setattr__(self, "metrics", (self.headline_metric, *self.metrics))
 
     def label_of(self, u: Utterance) -> str | None:

@@ -13,9 +13,10 @@ import re
 from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import ConfigError
+from .metrics import METRICS
 
 # Validation scores the trainer can select checkpoints on (fields of merbench.results.Metrics).
-SELECT_METRICS = ("accuracy", "ua", "weighted_f1", "macro_f1")
+SELECT_METRICS = tuple(METRICS)  # what train.select_metric may name
 
 
 def _is_number(v: Any) -> bool:

@@ -49,6 +49,7 @@ import yaml
 
 from merbench.errors import ConfigError, CorpusNotFoundError
 from merbench.interfaces import DatasetMetadata
+from merbench.metrics import METRICS
 from merbench.protocols import SPLITS, Protocol, leave_one_group_out, random_dialogue_split, split_by_field
 
 COLUMN_FIELDS = ("uid", "dialogue_id", "turn", "speaker", "text", "label", "audio", "video")
@@ -64,7 +65,6 @@ TOP_LEVEL = ("name", "title", "url", "license", "citation", "description", "anno
 RULES = {"random_dialogue": ("rule", "seed", "valid", "test"),
          "leave_one_group_out": ("rule", "column", "seed", "valid")}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-METRICS = ("accuracy", "ua", "weighted_f1", "macro_f1")
 DEFAULT_SPLIT_VALUES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "validation": "valid",
                         "test": "test"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -20,7 +20,7 @@ import torch
 from merbench.errors import ConfigError
 from merbench.interfaces import FitReport, SplitData
 from merbench.metadata import method_metadata_file
-from merbench.metrics import classification_metrics
+from merbench.metrics import METRICS, classification_metrics
 from merbench.optim import AccumulatingOptimizer
 from merbench.methods.text_transformer.method import RawTextMixin
 from merbench.text_encoder import encoder_from_config
@@ -138,7 +138,7 @@ class CrossModalAttentionMethod(RawTextMixin, TorchMethod):
         if set(plateau) - set(PLATEAU_DEFAULT):
             raise ConfigError(f"method {self.name}: unknown train.plateau keys {sorted(set(plateau) - set(PLATEAU_DEFAULT))}",
                               fix=f"known: {sorted(PLATEAU_DEFAULT)}")
-        if plateau["monitor"] not in ("valid_loss", "accuracy", "ua", "weighted_f1", "macro_f1"):
+        if plateau["monitor"] not in ("valid_loss", *METRICS):
             raise ConfigError(f"method {self.name}: train.plateau.monitor {plateau['monitor']!r} is unknown",
                               fix="use valid_loss, accuracy, ua, weighted_f1 or macro_f1")
         self.alpha: torch.Tensor | None = None
