@@ -60,6 +60,8 @@ class Corpus:
             if u.uid in self._by_id:
                 raise ValueError(f"corpus {self.name}: duplicate utterance id {u.uid!r} (rows {self._by_id[u.uid]} and {i})")
             self._by_id[u.uid] = i
+        # Every adapter's load() ends here, so no corpus reaches a method with merged dialogues.
+        check_dialogue_turns(self.utterances, self.name)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -80,6 +82,60 @@ class Corpus:
         for d in out.values():
             d.sort(key=lambda u: u.turn)
         return out
+
+
+# -- integrity ----------------------------------------------------------------------
+
+COMPOSITE_ID_FIX = ("a dialogue id must name one conversation in the whole corpus: compose it from every "
+                    "field that identifies a conversation (e.g. episode + dialogue number, or split + dialogue "
+                    "number where numbers restart per split)")
+SHOWN = 3  # offenders named in an error
+
+
+def repeated_turns(utterances: Iterable[Utterance]) -> str | None:
+    """What is wrong when two utterances share a (dialogue, turn) pair, else None. Such pairs mean
+    the dialogue id is not unique per conversation (e.g. it restarts in every episode)."""
+    first: dict[tuple[str, int], str] = {}
+    repeats: list[tuple[str, int, str, str]] = []
+    for u in utterances:
+        key = (u.dialogue_id, u.turn)
+        if key in first:
+            repeats.append((u.dialogue_id, u.turn, first[key], u.uid))
+        else:
+            first[key] = u.uid
+    if not repeats:
+        return None
+    shown = "; ".join(f"dialogue {d!r} turn {t}: {a!r} and {b!r}" for d, t, a, b in repeats[:SHOWN])
+    return (f"{len(repeats)} repeated (dialogue, turn) pair(s) in {len({d for d, *_ in repeats})} dialogue(s), "
+            f"so several conversations share a dialogue id; first: {shown}")
+
+
+def dialogues_across_splits(split_of: dict[str, str], utterances: Iterable[Utterance]) -> str | None:
+    """``split_of``: uid -> split. What is wrong when a dialogue has turns in two splits, else None:
+    context (previous turns, dialogue graphs) would cross from train into test."""
+    seen: dict[str, tuple[str, str]] = {}  # dialogue -> (split, uid) of its first member
+    spanning: dict[str, str] = {}
+    for u in utterances:
+        s = split_of.get(u.uid)
+        if s is None:
+            continue
+        if u.dialogue_id not in seen:
+            seen[u.dialogue_id] = (s, u.uid)
+        elif seen[u.dialogue_id][0] != s and u.dialogue_id not in spanning:
+            first_split, first_uid = seen[u.dialogue_id]
+            spanning[u.dialogue_id] = f"{first_uid!r} in {first_split}, {u.uid!r} in {s}"
+    if not spanning:
+        return None
+    shown = "; ".join(f"dialogue {d!r}: {v}" for d, v in list(spanning.items())[:SHOWN])
+    return f"{len(spanning)} dialogue(s) span more than one split; first: {shown}"
+
+
+def check_dialogue_turns(utterances: Iterable[Utterance], corpus: str) -> None:
+    from .errors import ConfigError
+
+    problem = repeated_turns(utterances)
+    if problem:
+        raise ConfigError(f"corpus {corpus}: {problem}", fix=COMPOSITE_ID_FIX)
 
 
 def parse_modalities(spec: str | Iterable[str] | None, allowed: Iterable[str] = MODALITIES) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from .corpus import Corpus, Utterance
+from .corpus import COMPOSITE_ID_FIX, Corpus, Utterance, dialogues_across_splits
 from .errors import ConfigError
 
 SPLITS = ("train", "valid", "test")
@@ -132,6 +132,12 @@ class Protocol:
             for s in SPLITS:
                 if not f.ids(s):
                     raise ConfigError(f"protocol {self.name}, fold {f.name}: the {s} split is empty")
+            # An as-published split may leak on purpose (and is flagged wherever it is shown).
+            problem = None if self.as_published else dialogues_across_splits(
+                {u: s for s in SPLITS for u in f.ids(s)}, members)
+            if problem:
+                raise ConfigError(f"corpus {corpus.name}, protocol {self.name}, fold {f.name}: {problem}",
+                                  fix=COMPOSITE_ID_FIX)
         return ProtocolSplits(self, folds, labels)
 
 

@@ -163,7 +163,16 @@ def resolve_dataset(name_or_path):
     for suffix, ref in DATASET_FILES.items():
         if text.lower().endswith(suffix):
             return import_object(ref)(name_or_path)
-    return DATASETS.get(text)
+    try:
+        return DATASETS.get(text)
+    except UnknownNameError as e:
+        # A corpus file is known by its path, not by the name inside it (registered per run only).
+        from merbench.datasets.yaml_corpus.adapter import descriptors_named
+
+        found = descriptors_named(text)
+        hint = (f"{text!r} is the name inside the corpus descriptor {found[0]}: pass that path instead of the name"
+                if found else "for a corpus described by a file, pass the path of that file, e.g. path/to/corpus.yaml")
+        raise UnknownNameError(e.message, fix=f"{e.fix}; {hint}" if e.fix else hint) from None
 
 
 def get_feature(name: str):

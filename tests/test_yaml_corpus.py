@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -272,3 +273,102 @@ def test_cli_takes_a_descriptor_path_as_the_dataset(tmp_path, merbench_home, iso
                "--results-dir", str(tmp_path / "results")])
     assert rc == 0, capsys.readouterr().err
     assert list((tmp_path / "results" / "yamltoy").rglob("*.json"))
+
+
+# -- dialogue integrity -------------------------------------------------------------------------------
+
+
+def _restarting_rows():
+    """Two episodes whose dialogue numbers restart: 'conv' alone merges conversations of both."""
+    rows = []
+    for ep in ("e1", "e2"):
+        for r in make_rows():
+            rows.append(dict(r, id=f"{ep}_{r['id']}", session=ep))  # session holds the episode
+    return rows
+
+
+def test_a_restarting_dialogue_column_fails_and_a_composite_id_fixes_it(tmp_path):
+    desc = write_corpus(tmp_path, rows=_restarting_rows(), wavs=False)
+    with pytest.raises(MerbenchError) as e:
+        open_yaml_corpus(desc).load()
+    msg = e.value.message
+    assert str(desc) in msg and "field `columns.dialogue_id`" in msg, msg
+    assert f"{N_DIALOGUES * TURNS} repeated (dialogue, turn) pair(s) in {N_DIALOGUES} dialogue(s)" in msg, msg
+    assert "dialogue 'c0' turn 0: 'e1_c0_0' and 'e2_c0_0'" in msg, msg  # the first offenders, named
+    assert 'dialogue_id: "{<episode column>}_{conv}"' in e.value.fix
+    # the fix it suggests: a template over the columns that together name a conversation
+    columns = {**descriptor()["columns"], "dialogue_id": "{session}/{conv}"}
+    (tmp_path / "fixed").mkdir()
+    corpus = open_yaml_corpus(write_corpus(tmp_path / "fixed", rows=_restarting_rows(), wavs=False,
+                                           columns=columns)).load()
+    assert len(corpus.dialogues()) == 2 * N_DIALOGUES
+    assert corpus["e2_c3_1"].dialogue_id == "e2/c3"
+
+
+def test_a_dialogue_spanning_splits_fails(tmp_path):
+    rows = make_rows()
+    rows[TURNS * 5 + 1]["part"] = "train"  # one turn of c5 (a dev dialogue) put in train
+    desc = write_corpus(tmp_path, rows=rows, wavs=False, protocol=None, split_column="part")
+    with pytest.raises(MerbenchError) as e:
+        open_yaml_corpus(desc).load()
+    msg = e.value.message
+    assert "field `columns.dialogue_id`" in msg and "1 dialogue(s) span more than one split" in msg, msg
+    assert "dialogue 'c5': 'c5_0' in valid, 'c5_1' in train" in msg, msg
+
+
+def test_every_protocol_build_rejects_a_dialogue_across_splits():
+    """The engine check, for any adapter: a fold that puts one dialogue's turns in two splits."""
+    from merbench.corpus import Corpus, Utterance
+    from merbench.protocols import Fold, Protocol
+
+    utts = [Utterance(f"d{d}_{t}", f"d{d}", t, "A", "x", "neu") for d in range(3) for t in range(2)]
+    split = lambda us: [Fold("f", ("d0_0", "d0_1", "d1_0"), ("d1_1",), ("d2_0", "d2_1"))]  # noqa: E731
+    with pytest.raises(MerbenchError, match=r"fold f: 1 dialogue\(s\) span more than one split; first: "
+                                            r"dialogue 'd1': 'd1_0' in train, 'd1_1' in valid"):
+        Protocol("p", "toy", ("neu",), split).build(Corpus("toy", utts))
+    # an as-published protocol reproduces a paper's leak on purpose and is flagged, not refused
+    assert Protocol("p", "toy", ("neu",), split, as_published=True).build(Corpus("toy", utts)).folds
+
+
+def test_repeated_turns_fail_for_any_adapter():
+    from merbench.corpus import Corpus, Utterance
+
+    with pytest.raises(MerbenchError, match="corpus toy: 1 repeated .dialogue, turn. pair.*'a' and 'b'") as e:
+        Corpus("toy", [Utterance("a", "d", 0, "A"), Utterance("b", "d", 0, "B")])
+    assert "compose it" in e.value.fix
+
+
+def test_a_list_where_one_value_is_expected_gets_a_useful_fix(tmp_path):
+    desc = write_corpus(tmp_path, wavs=False, protocol=None, split_column=["part", "session"])
+    with pytest.raises(MerbenchError) as e:
+        parse_descriptor(desc)
+    assert "field `split_column`" in e.value.message and "not a list" in e.value.message, e.value.message
+    assert "quote" not in e.value.fix and "split_column: part" in e.value.fix
+
+
+def test_data_check_on_a_text_only_descriptor(tmp_path, isolated_datasets, monkeypatch, capsys):
+    """Dialogues and turns per split; no audio / video rows for a corpus that declares none."""
+    from rich.console import Console
+
+    from merbench import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=200))  # no wrapped columns
+    main = cli.main
+    columns = {k: v for k, v in descriptor()["columns"].items() if k not in ("audio", "video")}
+    desc = write_corpus(tmp_path, wavs=False, columns=columns, protocol=None, split_column="part")
+    assert main(["data", "check", str(desc)]) == 0
+    out = capsys.readouterr().out
+    assert "dialogues" in out and "turns per dialogue" in out
+    assert re.search(r"train\s.*\s20\s+│\s+5\s+│\s+4\.0 / 4 / 4", out), out  # 20 turns in 5 dialogues
+    assert "audio" not in out and "video" not in out and "missing" not in out
+
+
+def test_a_descriptor_name_given_as_the_dataset_points_at_its_path(tmp_path, isolated_datasets, monkeypatch, capsys):
+    from merbench.cli import main
+
+    (tmp_path / "corpora").mkdir()
+    write_corpus(tmp_path / "corpora", wavs=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "check", "yamltoy"]) == 2
+    err = capsys.readouterr().err
+    assert "corpora/corpus.yaml" in err and "pass that path" in err, err

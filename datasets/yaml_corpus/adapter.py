@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from merbench.corpus import Corpus, Utterance
+from merbench.corpus import Corpus, Utterance, dialogues_across_splits, repeated_turns
 from merbench.errors import ConfigError, CorpusNotFoundError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
 from merbench.protocols import SPLITS, Protocol
@@ -267,6 +267,7 @@ class YamlCorpus(DatasetAdapter):
                                   audio_path=media["audio"], video_path=media["video"], meta=meta))
         if not members:
             raise _error(d.path, "ignore_labels", f"every row of {d.source_name} has an ignored label")
+        self._check_dialogues(d, utts)
         self._check_splits(d, [u for u in utts if u.label not in d.ignore_labels])
         first: dict[str, int] = {}
         for i, u in enumerate(utts):
@@ -282,6 +283,27 @@ class YamlCorpus(DatasetAdapter):
                     log.warning("%s: %d of %d %s files missing under %s (e.g. %s)", d.name, len(missing[kind]),
                                 found[kind] + len(missing[kind]), kind, self.root, ", ".join(missing[kind][:3]))
         return Corpus(d.name, utts, root=self.root, modalities=tuple(mods))
+
+    @staticmethod
+    def _check_dialogues(d: Descriptor, utts: list[Utterance]) -> None:
+        """Conversations merged under one id (an id that restarts per episode or split) fail here,
+        naming the descriptor: a dialogue-context method would read other conversations as context."""
+        problem = repeated_turns(utts)
+        if problem is None and d.split_column:
+            problem = dialogues_across_splits({u.uid: d.split_values[u.meta[d.split_column]] for u in utts
+                                               if u.label not in d.ignore_labels}, utts)
+        if problem is None:
+            return
+        spec = d.columns.get("dialogue_id")
+        if spec is not None:
+            own = "".join(f"{{{c}}}" if i == 0 else f"_{{{c}}}" for i, c in enumerate(spec.columns))
+            fix = (f"columns.dialogue_id ({spec.describe()}) must name one conversation in the whole corpus; if it "
+                   f"restarts per episode, season or split, make it a template over the columns that together "
+                   f"name a conversation, e.g. dialogue_id: \"{{<episode column>}}_{own}\"")
+        else:
+            fix = ("map columns.dialogue_id to the column naming each conversation (a template over several "
+                   "columns, e.g. \"{episode}_{dialogue}\", when one is not unique on its own)")
+        raise _error(d.path, "columns.dialogue_id", f"{d.source_name}: {problem}", fix=fix)
 
     @staticmethod
     def _check_splits(d: Descriptor, members: list[Utterance]) -> None:
@@ -368,3 +390,23 @@ def register_yaml_corpus(path: str | Path) -> type[YamlCorpus]:
                      fix="give this corpus another name (`bench list datasets` shows the names in use)")
     DATASETS.add(cls.name, cls)
     return cls
+
+
+def descriptors_named(name: str, folder: Path | None = None, limit: int = 200) -> list[Path]:
+    """Descriptor files in ``folder`` (default: the working folder) and its subfolders, two levels
+    deep, whose ``name:`` is ``name``; for the hint when a descriptor's name is given as a dataset."""
+    import yaml
+
+    folder = Path.cwd() if folder is None else folder
+    out = []
+    candidates = [p for pattern in ("*.y*ml", "*/*.y*ml", "*/*/*.y*ml") for p in sorted(folder.glob(pattern))]
+    for path in candidates[:limit]:
+        if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file() or path.stat().st_size > 100_000:
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("name") == name and ("annotations" in data or "files" in data):
+            out.append(path.relative_to(folder) if path.is_relative_to(folder) else path)
+    return out

@@ -114,6 +114,11 @@ def _close(word: str, options) -> str:
 
 def _scalar(path: Path, field: str, value: Any) -> str:
     """A label / column / split value written in YAML as a string (numbers allowed)."""
+    if isinstance(value, (list, tuple, dict)):
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        first = next(iter(value), None)
+        raise _error(path, field, f"takes one value, not {kind} ({value!r})",
+                     fix=f"give `{field}` a single value" + (f", e.g. {field}: {first}" if first is not None else ""))
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise _error(path, field, f"{value!r} must be a string", fix="quote it, e.g. \"yes\" instead of yes")
     value = str(value).strip()
