@@ -119,3 +119,50 @@ def apply_overrides(cfg: dict, overrides: Iterable[str], accepted: dict[str, set
 
 def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out |= _flatten(v, key + ".")
+        else:
+            out[key] = v
+    return out
+
+
+def _short(value: object) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def config_changes(config: dict, base: dict) -> list[str]:
+    """``key=value`` for every setting of ``config`` that differs from ``base`` (e.g. a variant's
+    defaults), sorted; a key is named by its last part (``epochs=1``) unless that part is ambiguous
+    among the changes, then by its dotted path. A key ``base`` has and ``config`` lacks is ``-key``."""
+    a, b = _flatten(config), _flatten(base)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k, _MISSING) != b.get(k, _MISSING))
+    leaves = [k.rsplit(".", 1)[-1] for k in changed]
+    out = []
+    for key, leaf in zip(changed, leaves):
+        name = leaf if leaves.count(leaf) == 1 else key
+        out.append(f"-{name}" if key not in a else f"{name}={_short(a[key])}")
+    return out
+
+
+_MISSING = object()
+
+
+def resolve_select_metric(method_cls, config: dict, headline_metric: str) -> dict:
+    """The one selection rule: validation selection uses the protocol's headline metric unless the
+    method's config names another (``train.select_metric``). Written into the config, so the result
+    (and its config hash) says which metric selected."""
+    from .trainer import HEADLINE, TorchMethod  # torch only when asked
+
+    if isinstance(method_cls, type) and issubclass(method_cls, TorchMethod):
+        train = config.setdefault("train", {})
+        if train.get("select_metric", HEADLINE) == HEADLINE:
+            train["select_metric"] = headline_metric
+    return config

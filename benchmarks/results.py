@@ -61,8 +61,10 @@ class Provenance(BaseModel):
     device: str = ""
     hostname: str = ""
     started_at: str = ""
-    wall_time_s: float = 0.0
+    wall_time_s: float = 0.0  # summed over pieces: a killed run resumed later adds each process' time
     command: str = ""
+    # One entry per process that worked on the run: {started_at, wall_time_s, hostname}.
+    pieces: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import atomic_write_json, atomic_write_text, check_writable_dir
-from .config import config_hash, method_config
+from .config import config_hash, method_config, resolve_select_metric
 from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
 from .errors import ConfigError, DamagedFileError, MediaError, MerbenchError
 from .features.factory import check_options, make_extractor
@@ -60,6 +60,37 @@ class RunRequest:
     force: bool = False  # re-run seeds whose result already exists
 
 
+_now = time.monotonic  # the run clock (tests replace it)
+
+
+class PieceClock:
+    """Wall time of one seed summed over the processes that ran it: a killed run resumes from its
+    checkpoints, and its time so far must not be lost. Each process is a *piece* in a JSON file
+    beside the run's checkpoints; the current piece is written after every epoch and fold, so a
+    killed piece keeps its time up to its last finished epoch."""
+
+    def __init__(self, path: Path):
+        import socket
+        from datetime import datetime, timezone
+
+        self.path = path
+        try:
+            self.pieces = json.loads(path.read_text())["pieces"] if path.exists() else []
+        except (OSError, ValueError, KeyError, TypeError):
+            self.pieces = []  # an unreadable log loses earlier pieces, never the run
+        self.t0 = _now()
+        self.pieces.append({"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "wall_time_s": 0.0, "hostname": socket.gethostname()})
+
+    def tick(self) -> None:
+        self.pieces[-1]["wall_time_s"] = round(_now() - self.t0, 2)
+        atomic_write_json(self.path, {"pieces": self.pieces})
+
+    @property
+    def total(self) -> float:
+        return round(sum(p["wall_time_s"] for p in self.pieces), 2)
+
+
 class Reporter:
     """How the runner talks to the user; the CLI plugs rich progress bars in here."""
 
@@ -74,6 +105,26 @@ class Reporter:
 
     def warn(self, message: str) -> None:
         log.warning(message)
+
+
+class _Timed(Reporter):
+    """Passes everything on to ``inner``; records the seed's time after every epoch."""
+
+    def __init__(self, inner: Reporter, clock: PieceClock):
+        self.inner, self.clock = inner, clock
+
+    def stage(self, message: str) -> None:
+        self.inner.stage(message)
+
+    def progress(self, task: str, done: int, total: int) -> None:
+        self.inner.progress(task, done, total)
+
+    def epoch(self, label: str, epoch: int, total: int, row: dict) -> None:
+        self.clock.tick()
+        self.inner.epoch(label, epoch, total, row)
+
+    def warn(self, message: str) -> None:
+        self.inner.warn(message)
 
 
 def _safe(name: str) -> str:
@@ -99,6 +150,7 @@ def resolve(req: RunRequest):
         if "train" not in config:
             raise ConfigError(f"method {method_cls.name} has no epochs to set", fix="drop --epochs")
         config["train"]["epochs"] = int(req.epochs)
+    config = resolve_select_metric(method_cls, config, protocol.headline_metric)
     check_config(config)
     return method_cls, adapter_cls, protocol, mods, config
 
@@ -354,7 +406,6 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
     fingerprint = corpus_fingerprint(corpus)
     written = []
     for seed in seeds:
-        t0 = time.time()
         # The program's name, not its path: a path names one machine's layout, not the command.
         argv = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
         prov = collect(req.device, command=" ".join(shlex.quote(a) for a in argv))
@@ -380,16 +431,20 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
                               f"is and not reported as this run's result. Re-run with --force to replace it.")
                 continue
         fold_results, all_probs, gold_all, pred_rows, params = [], [], [], [], None
+        seed_dir = home() / "runs" / adapter_cls.name / protocol.name / method_cls.name / stub.run_key()
+        if req.force and seed_dir.exists():
+            shutil.rmtree(seed_dir)  # --force re-trains: no finished fold or checkpoint is reused
+        # Keyed like the fold folders: only pieces that share their checkpoints add up.
+        clock = PieceClock(seed_dir / f"pieces-{splits.manifest_hash[:12]}-{fkey}.json")
+        timed = _Timed(reporter, clock)
         for k, fold in enumerate(splits.folds):
             label = f"seed {seed}" + (f" fold {k + 1}/{len(splits.folds)}" if len(splits.folds) > 1 else "")
             # Keyed by split manifest and features too: a finished fold or checkpoint is reused only
             # by the same config, seed, splits and feature caches.
-            workdir = (home() / "runs" / adapter_cls.name / protocol.name / method_cls.name / stub.run_key()
-                       / f"{splits.manifest_hash[:12]}-{fkey}-{_safe(fold.name)}")
-            if req.force and k == 0 and workdir.parent.exists():
-                shutil.rmtree(workdir.parent)  # --force re-trains: no finished fold or checkpoint is reused
+            workdir = seed_dir / f"{splits.manifest_hash[:12]}-{fkey}-{_safe(fold.name)}"
             fr, probs, params = run_fold(method_cls, config, mods, seed, req.device, workdir, fold, corpus, tables,
-                                         splits, reporter, label)
+                                         splits, timed, label)
+            clock.tick()
             fold_results.append(fr)
             gold = [splits.labels[u] for u in fold.test]
             gold_all += gold
@@ -398,7 +453,8 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         preds = np.concatenate(all_probs).argmax(1)
         combined = combine_folds([f.test for f in fold_results], gold_all, preds, protocol.label_names,
                                  protocol.metrics)
-        prov.wall_time_s = round(time.time() - t0, 2)
+        clock.tick()
+        prov.wall_time_s, prov.pieces = clock.total, list(clock.pieces)
         result = stub.model_copy(update=dict(
             label_names=list(protocol.label_names), as_published=protocol.as_published, features=feature_names,
             feature_settings=feature_settings,

@@ -38,9 +38,12 @@ from .weights import load_weights
 log = logging.getLogger(__name__)
 IGNORE = -100
 
+# select_metric "headline": the protocol's headline metric (the runner writes it in; a method
+# built outside a run, with no protocol, falls back to weighted F1, the usual headline).
+HEADLINE = "headline"
 DEFAULT_TRAIN = {
     "epochs": 30, "batch_size": 32, "eval_batch_size": 256, "lr": 1e-3, "weight_decay": 0.0,
-    "optimizer": "adam", "patience": 8, "select_metric": "weighted_f1", "grad_clip": 0.0,
+    "optimizer": "adam", "patience": 8, "select_metric": HEADLINE, "grad_clip": 0.0,
     "standardize": True, "bucket_by_length": True, "max_frames": 0,
     # Keep pooled features of a split as one tensor on the device and gather batches from it
     # (no per-batch host->device copies). "auto": on for CUDA devices.
@@ -316,7 +319,7 @@ class TorchMethod(Method):
         optimizer = self.configure_optimizer(self.model)
         steps = math.ceil(len(self._units(train)) / t["batch_size"])
         scheduler = self.configure_scheduler(optimizer, t["epochs"], steps)
-        metric = t["select_metric"]
+        metric = "weighted_f1" if t["select_metric"] == HEADLINE else t["select_metric"]
         state = {"epoch": 0, "best": -math.inf, "best_epoch": None, "bad": 0, "history": [], "best_state": None}
         ckpt_path = Path(self.workdir) / "checkpoint.pt" if self.workdir else None
         chash = config_hash({"config": self.config, "modalities": self.modalities, "seed": self.seed})

@@ -16,7 +16,8 @@ from .errors import ConfigError
 from .metrics import METRICS
 
 # Validation scores the trainer can select checkpoints on (fields of merbench.results.Metrics).
-SELECT_METRICS = tuple(METRICS)  # what train.select_metric may name
+# what train.select_metric may name; "headline": the protocol's headline metric (the default)
+SELECT_METRICS = ("headline", *METRICS)
 
 
 def _is_number(v: Any) -> bool:

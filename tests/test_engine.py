@@ -149,3 +149,22 @@ def test_finished_folds_are_reused_only_for_the_same_features_and_not_under_forc
     got = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "d"), edited)[0])
     assert edited.epochs == 6 and not any("reusing" in s for s in edited.stages)
     assert got.manifest_hash == read_result(out).manifest_hash
+
+
+def test_resumed_run_wall_time_is_the_sum_of_its_pieces(merbench_home, tmp_path, monkeypatch):
+    """Killed after epoch 3 and resumed: wall_time_s adds both processes' time, and each
+    process is one piece in the provenance (a run clock that advances 10 s per reading)."""
+    import merbench.runner as runner
+
+    ticks = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(runner, "_now", lambda: float(next(ticks)))
+    with pytest.raises(KeyboardInterrupt):
+        run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "r"), InterruptAt(3))
+    got = read_result(run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "r"))[0])
+    pieces = got.provenance.pieces
+    assert len(pieces) == 2
+    # first process: clock read at start, then after epochs 1, 2, 3 -> 30 s; the second one
+    # reads at start, after epochs 4-6, at the fold's end and before the result -> 50 s
+    assert [p["wall_time_s"] for p in pieces] == [30.0, 50.0]
+    assert got.provenance.wall_time_s == 80.0
+    assert all(p["started_at"] and p["hostname"] for p in pieces)
