@@ -49,6 +49,7 @@ class AblationRow:
     metrics: dict[str, MetricStat]  # percent, over seeds
     delta: dict[str, float | None]  # mean minus the reference's mean, percentage points
     reference: bool
+    label: str = ""  # the leaderboard row's label: variant and config changes
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def ablation_matrix(section: LeaderboardSection, method: str) -> AblationMatrix 
                    key=lambda r: (-len(r.modalities), _mod_order(r.modalities), r.variant != "default", r.variant,
                                   r.config_hash))
     out = [AblationRow(r.variant, r.modalities, r.config_hash, r.n, {m: r.metrics[m] for m in names},
-                       {m: (None if r is ref else delta(r, m)) for m in names}, r is ref)
+                       {m: (None if r is ref else delta(r, m)) for m in names}, r is ref, r.label)
            for r in [ref, *order]]
     return AblationMatrix(method, section.dataset, section.protocol, section.manifest_hash, section.headline_metric,
                           names, tuple(out), section.manifest_conflict)
@@ -208,7 +209,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _row_label(r: LeaderboardRow) -> str:
-    v = "" if r.variant == "default" else f" [{r.variant}]"
+    v = "" if r.label == "default" else f" [{r.label}]"
     return f"{r.method}{v} ({r.modalities})"
 
 
@@ -220,16 +221,22 @@ def save_bar_chart(section: LeaderboardSection, path: str | Path, results_root: 
     labels, means, errs = [], [], []
     for r in rows:
         st = seed_stats(list(_seed_scores(root, r, section.headline_metric).values()), confidence)
-        labels.append(_row_label(r))
+        labels.append(_row_label(r) + ("" if st.half_width is not None else " (n = 1)" if st.n == 1 else ""))
         means.append(st.mean if st.mean is not None else 0.0)
-        errs.append(st.half_width if st.half_width is not None else 0.0)
+        errs.append(st.half_width)
     height = 1.2 + 0.38 * max(len(rows), 1)
     fig = Figure(figsize=(7.5, height), layout="constrained")
     ax = fig.add_subplot()
     y = list(range(len(rows)))[::-1]  # best row on top
-    ax.barh(y, means, xerr=errs, color="#4c72b0", ecolor="0.2", capsize=3)
+    ax.barh(y, means, color="#4c72b0")
+    # Error bars only where an interval exists: one seed has none, and a zero-width bar would read as certainty.
+    with_ci = [(yi, m, e) for yi, m, e in zip(y, means, errs) if e is not None]
+    if with_ci:
+        ax.errorbar([m for _, m, _ in with_ci], [yi for yi, _, _ in with_ci], xerr=[e for *_, e in with_ci],
+                    fmt="none", ecolor="0.2", capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel(f"{metric_label(section.headline_metric)} (%), mean over seeds, error bar {confidence:.0%} CI")
+    ax.set_xlabel(f"{metric_label(section.headline_metric)} (%), mean over seeds, error bar {confidence:.0%} CI "
+                  "(none for n = 1)")
     ax.set_title(f"{section.dataset} / {section.protocol}", fontsize=10)
     ax.set_xlim(0, 100)
     ax.grid(axis="x", alpha=0.3)
@@ -297,15 +304,13 @@ def render_ablation(m: AblationMatrix) -> list[str]:
     ref = m.reference
     manifest = f" (manifest {m.manifest_hash[:MANIFEST_CHARS]})" if m.manifest_conflict else ""
     lines = [f"### {m.method} on {m.dataset} / {m.protocol}{manifest}", "",
-             f"Reference (full model): variant `{ref.variant}`, modalities `{ref.modalities}`. "
+             f"Reference (full model): variant `{ref.label or ref.variant}`, modalities `{ref.modalities}`. "
              "Cells: mean ± std over seeds (change against the reference, percentage points).", ""]
     header = ["variant", "modalities", "n"] + [metric_label(x) + (" (headline)" if x == m.headline_metric else "")
                                                for x in m.metric_names]
-    dup = {(r.variant, r.modalities) for r in m.rows if sum((o.variant, o.modalities) == (r.variant, r.modalities)
-                                                           for o in m.rows) > 1}
     body = []
     for r in m.rows:
-        variant = r.variant + (f" (cfg {r.config_hash[:8]})" if (r.variant, r.modalities) in dup else "")
+        variant = r.label or r.variant
         if r.reference:
             variant += " (reference)"
         cells = [_stat(r.metrics[x]) + ("" if r.reference else f" ({_signed(r.delta[x])})") for x in m.metric_names]
@@ -323,11 +328,11 @@ def render_significance(section: LeaderboardSection, sig: list[RowSignificance],
         r = s.row
         ci = DASH if s.ci_low is None else f"[{s.ci_low:.2f}, {s.ci_high:.2f}]"
         mark = "best" if i == 0 else ("*" if s.significant else "")
-        body.append([r.method, r.variant, r.modalities, str(r.n),
+        body.append([r.method, r.label, r.modalities, str(r.n),
                      DASH if r.headline.mean is None else f"{r.headline.mean:.2f}", ci,
                      DASH if i == 0 else _signed(s.delta), _p(s.p_bootstrap), _p(s.p_seeds), mark])
         if s.note:
-            notes.append(f"{r.method}/{r.variant}/{r.modalities}: no bootstrap test ({s.note})")
+            notes.append(f"{r.method}/{r.label}/{r.modalities}: no bootstrap test ({s.note})")
     lines += _table(header, "lllrrrrrrl", body) + [""]
     if notes:
         lines += ["Notes:", ""] + [f"- {_cell(n)}" for n in notes] + [""]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -72,6 +72,15 @@ class LeaderboardRow:
     parameters: int | None = None
     bad_media: int = 0  # largest count of unreadable media over the seeds
     files: tuple[str, ...] = ()  # result files, relative to the results root, sorted
+    # What this row's config changes against its variant's defaults, e.g. "epochs=1" (empty: nothing,
+    # or the method could not be loaded); ``label`` is what every table and chart calls the row.
+    config_changes: str = ""
+    label: str = ""
+    select_metric: str = ""  # the validation metric that selected epochs / checkpoints ("": none)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.variant)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -100,6 +109,8 @@ class LeaderboardSection:
     # Numbers a method's paper reports for this protocol that no row matches (other modalities or
     # variant, e.g. a t,a,v number where only text runs exist): (method name, ReportedResult).
     unmatched_reported: tuple[tuple[str, Any], ...] = ()
+    test_n: int = 0  # test utterances (pooled over folds) of this manifest
+    support: dict[str, int] | None = None  # test utterances per class
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -222,6 +233,41 @@ def _majority(values: list[str]) -> str:
     return sorted(counts, key=lambda v: (-counts[v], v))[0]
 
 
+MAX_CHANGES = 4  # config changes spelled out in a row's label; more are counted
+
+
+def _config_changes(method_cls: Any, r: RunResult, headline_metric: str) -> str:
+    """``epochs=1, lr=0.0003``: the result's config against its variant's defaults, resolved as a run
+    resolves them. The selection metric has a column of its own and is left out here."""
+    if method_cls is None:
+        return ""
+    from merbench.config import config_changes, method_config, resolve_select_metric
+
+    try:
+        base = resolve_select_metric(method_cls, method_config(method_cls, r.variant, r.dataset, r.protocol),
+                                     headline_metric)
+    except Exception:  # noqa: BLE001 - a variant since removed, a broken config: label by hash instead
+        return ""
+    config = {k: v for k, v in r.config.items()}
+    if isinstance(config.get("train"), dict) and isinstance(base.get("train"), dict):
+        config["train"] = {**config["train"], "select_metric": base["train"].get("select_metric")}
+    changes = config_changes(config, base)
+    if len(changes) > MAX_CHANGES:
+        changes = changes[:MAX_CHANGES - 1] + [f"+{len(changes) - MAX_CHANGES + 1} more"]
+    return ", ".join(changes)
+
+
+def _label_rows(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
+    """Each row's label: variant plus its config changes; the config hash is added only where two
+    rows of one method and modalities would still read the same."""
+    def base(r: LeaderboardRow) -> str:
+        return r.variant + (f", {r.config_changes}" if r.config_changes else "")
+
+    count = Counter((r.method, base(r), r.modalities) for r in rows)
+    return [replace(r, label=base(r) + (f" (cfg {r.config_hash[:8]})" if count[(r.method, base(r), r.modalities)] > 1
+                                        else "")) for r in rows]
+
+
 def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headline_metric: str,
                label_names: tuple[str, ...], papers: _PaperCache, warnings: list[str]) -> LeaderboardRow:
     first = results[0][1]
@@ -246,6 +292,10 @@ def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headlin
     paper = None if cls is None else reported_for(cls, first.dataset, first.protocol, first.modalities, headline_metric,
                                                    first.variant)
     params = next((r.parameters for _, r in kept if r.parameters is not None), None)
+    selected = sorted({r.select_metric for _, r in kept})
+    if len(selected) > 1:
+        warnings.append(f"{first.method}/{first.variant}/{first.modalities}: seeds selected by different metrics "
+                        f"({', '.join(s or 'none' for s in selected)})")
     return LeaderboardRow(
         method=first.method,
         variant=first.variant,
@@ -263,6 +313,8 @@ def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headlin
         parameters=params,
         bad_media=max((r.bad_media for _, r in kept), default=0),
         files=tuple(sorted(_rel(p, root) for p, _ in kept)),
+        config_changes=_config_changes(cls, first, headline_metric),
+        select_metric=", ".join(s for s in selected if s),
     )
 
 
@@ -306,8 +358,12 @@ def aggregate_results(results: Iterable[tuple[Path, RunResult]], root: Path | No
         rows_in: dict[tuple[str, str, str, str], list[tuple[Path, RunResult]]] = {}
         for path, r in items:
             rows_in.setdefault((r.method, r.variant, r.modalities, r.config_hash), []).append((path, r))
-        rows = [_build_row(rows_in[k], root, headline, tuple(labels), papers, warnings) for k in sorted(rows_in)]
+        rows = _label_rows([_build_row(rows_in[k], root, headline, tuple(labels), papers, warnings)
+                            for k in sorted(rows_in)])
         rows.sort(key=_sort_key)
+        # One manifest, one test set: its size and class support are the same for every result.
+        ref = items[0][1].test
+        support = {n: ref.per_class[n].support for n in labels if n in ref.per_class}
         sections.append(LeaderboardSection(
             dataset=ds,
             protocol=proto,
@@ -321,6 +377,8 @@ def aggregate_results(results: Iterable[tuple[Path, RunResult]], root: Path | No
             other_manifests=others,
             warnings=tuple(warnings),
             unmatched_reported=unmatched_reported(rows, ds, proto, papers),
+            test_n=ref.n or sum(support.values()),
+            support=support,
         ))
     return Leaderboard(tuple(sections), n_results)
 

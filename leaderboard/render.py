@@ -75,14 +75,9 @@ class _Footnotes:
         return [f"[^{i}]: {_cell(text)}" for text, i in self.ids.items()]
 
 
-def _variant_labels(section: LeaderboardSection) -> dict[tuple, str]:
-    """Variant name, plus the config hash where two rows would otherwise look the same."""
-    seen: dict[tuple[str, str, str], int] = {}
-    for r in section.rows:
-        k = (r.method, r.variant, r.modalities)
-        seen[k] = seen.get(k, 0) + 1
-    return {r.key: (f"{r.variant} (cfg {r.config_hash[:8]})" if seen[(r.method, r.variant, r.modalities)] > 1
-                    else r.variant) for r in section.rows}
+def fmt_selection(row: LeaderboardRow) -> str:
+    """The validation metric that selected the row's epochs, e.g. ``W-F1``; — when nothing was selected."""
+    return ", ".join(metric_label(m.strip()) for m in row.select_metric.split(",")) if row.select_metric else DASH
 
 
 def _paper_cell(row: LeaderboardRow, notes: _Footnotes) -> str:
@@ -131,6 +126,9 @@ def _section_lines(section: LeaderboardSection, notes: _Footnotes,
              + f" · manifest `{section.manifest_hash[:MANIFEST_CHARS]}`"
              + f" · {len(section.rows)} row{'s' if len(section.rows) != 1 else ''}, {n_runs} run{'s' if n_runs != 1 else ''}",
              ""]
+    if section.test_n:
+        support = ", ".join(f"{n} {c}" for n, c in (section.support or {}).items())
+        lines += [f"Test set: n = {section.test_n}" + (f" (per class: {support})" if support else "") + ".", ""]
     if section.as_published:
         lines += ["> ⚠️ **As-published protocol (may leak).** This reproduces a paper's own split, which can "
                   "share speakers, sessions or dialogues between train and test. Its numbers are only for "
@@ -140,30 +138,31 @@ def _section_lines(section: LeaderboardSection, notes: _Footnotes,
         lines += [f"> ⚠️ **Different splits.** Other results of this protocol were made on manifest(s) {others}, "
                   "shown in their own section. Scores from different manifests are not comparable.", ""]
 
-    labels = _variant_labels(section)
     metrics = section.metrics
     header = ["method", "variant", "modalities", "seeds (n)"]
     header += [f"{metric_label(m)} (headline)" if m == headline else metric_label(m) for m in metrics]
-    header += ["paper"]
-    align = ["l", "l", "l", "l"] + ["r"] * len(metrics) + ["r"]
+    header += ["selected by (valid)", "paper"]
+    align = ["l", "l", "l", "l"] + ["r"] * len(metrics) + ["l", "r"]
     body = []
     for r in section.rows:
-        body.append([r.method, labels[r.key], r.modalities, fmt_seeds(r)]
-                    + [fmt_stat(r.metrics[m]) for m in metrics] + [_paper_cell(r, notes)])
+        body.append([r.method, r.label, r.modalities, fmt_seeds(r)]
+                    + [fmt_stat(r.metrics[m]) for m in metrics] + [fmt_selection(r), _paper_cell(r, notes)])
     lines += _table(header, align, body) + [""]
 
     if section.label_names:
         lines += ["Per-class F1 (mean over seeds):", ""]
         header = ["method", "variant", "modalities"] + list(section.label_names)
         align = ["l", "l", "l"] + ["r"] * len(section.label_names)
-        body = [[r.method, labels[r.key], r.modalities] + [fmt_mean(r.per_class_f1[n]) for n in section.label_names]
+        body = [[r.method, r.label, r.modalities] + [fmt_mean(r.per_class_f1[n]) for n in section.label_names]
                 for r in section.rows]
+        if section.support:
+            body.append(["test support (n)", "", ""] + [str(section.support.get(n, DASH)) for n in section.label_names])
         lines += _table(header, align, body) + [""]
 
     extra: list[str] = list(section.warnings)
     for r in section.rows:
         if r.bad_media:
-            extra.append(f"{r.method}/{labels[r.key]}/{r.modalities}: up to {r.bad_media} unreadable media "
+            extra.append(f"{r.method}/{r.label}/{r.modalities}: up to {r.bad_media} unreadable media "
                          "file(s) per run were replaced by zero features")
     missing = sorted({(r.method, r.paper_error) for r in section.rows if r.paper_error})
     extra += [f"no paper number for `{m}`: {err}" for m, err in missing]
@@ -196,7 +195,10 @@ def _preamble() -> list[str]:
         "- Values are percent: mean ± sample standard deviation over seeds; n = number of seeds "
         "(the std is left out when n = 1).",
         "- Model selection (early stopping, checkpoints, hyper-parameters) used the validation split only; "
-        "test labels were never seen during training or selection.",
+        "test labels were never seen during training or selection. `selected by (valid)` is the validation metric "
+        "that chose the epoch: the protocol's headline unless the method's config names another.",
+        "- `variant` names the config variant and every setting that differs from that variant's defaults "
+        "(e.g. `default, epochs=1`).",
         "- One section per dataset and protocol; rows are sorted by the protocol's headline metric, best first.",
         "- `paper` is the number the method's paper reports for the headline metric under the same protocol and "
         "modalities (source in the footnote), or — when it reports none; numbers a paper reports for a setting "
@@ -262,13 +264,13 @@ def render_rich_tables(board: Leaderboard) -> list:
             t.add_column(c)
         for m in s.metrics:
             t.add_column(metric_label(m) + (" *" if m == s.headline_metric else ""), justify="right")
+        t.add_column("selected by")
         t.add_column("paper", justify="right")
-        labels = _variant_labels(s)
         for r in s.rows:
             paper = DASH
             if r.paper is not None and r.paper.headline is not None:
                 paper = f"{r.paper.headline.value:.2f}"
-            t.add_row(r.method, labels[r.key], r.modalities, fmt_seeds(r),
-                      *[fmt_stat(r.metrics[m]) for m in s.metrics], paper)
+            t.add_row(r.method, r.label, r.modalities, fmt_seeds(r),
+                      *[fmt_stat(r.metrics[m]) for m in s.metrics], fmt_selection(r), paper)
         tables.append(t)
     return tables

@@ -321,3 +321,62 @@ def test_paper_variant_row_gets_the_paper_number_as_a_reproduction(tmp_path):
     section = aggregate(tmp_path, method_lookup=lambda name: WithPacks).sections[0]
     by_variant = {r.variant: r for r in section.rows}
     assert by_variant["paper"].paper.via == "paper" and by_variant["cpu"].paper.via == "budget"
+
+
+def test_runs_differing_only_by_epochs_get_distinct_labels_everywhere(tmp_path, monkeypatch):
+    """Two runs of mlp/default, one with --epochs 1: every table and both charts name the change;
+    one seed per row draws no error bar; the section shows the test size and class support."""
+    import merbench.leaderboard.ablation as ablation
+    from merbench.config import config_hash, method_config, resolve_select_metric
+    from merbench.leaderboard.ablation import render_extras
+    from merbench.registry import get_method
+
+    mlp = get_method("mlp")
+    base = resolve_select_metric(mlp, method_config(mlp, "default", "synthetic", "synthetic-dialogue"), "weighted_f1")
+    short = {**base, "train": {**base["train"], "epochs": 1}}
+    for cfg, s in ((base, (0.7, 0.6, 0.7, 0.6)), (short, (0.5, 0.4, 0.5, 0.4))):
+        r = run("mlp", 0, metrics(*s), modalities="t", config_hash=config_hash(cfg))
+        write_result(tmp_path, r.model_copy(update={"config": cfg, "select_metric": cfg["train"]["select_metric"]}))
+
+    (section,) = aggregate(tmp_path).sections
+    assert [r.label for r in section.rows] == ["default", "default, epochs=1"]
+    assert section.test_n == 30 and section.support == {n: 10 for n in LABELS}
+
+    md = render_markdown(tmp_path)
+    main = table_rows(md, "## synthetic / synthetic-dialogue")
+    assert [(r[1], r[-2]) for r in main] == [("default", "W-F1"), ("default, epochs=1", "W-F1")]
+    assert "Test set: n = 30 (per class: neutral 10, happy 10, sad 10)." in md
+    per_class = table_rows(md, "Per-class F1")
+    assert [r[1] for r in per_class[:2]] == ["default", "default, epochs=1"]
+    assert per_class[2][:1] + per_class[2][3:] == ["test support (n)", "10", "10", "10"]
+
+    figures = {}
+    real_save = ablation._save
+    monkeypatch.setattr(ablation, "_save", lambda fig, path: figures.setdefault(Path(path).name, fig)
+                        and real_save(fig, path))
+    extras = render_extras(tmp_path, tmp_path / "assets")
+    significance = table_rows(extras, "## Confidence intervals and significance")
+    assert [r[1] for r in significance] == ["default", "default, epochs=1"]
+    ablations = table_rows(extras, "### mlp on synthetic")
+    assert [r[0] for r in ablations] == ["default (reference)", "default, epochs=1"]
+    bars = next(f for n, f in figures.items() if n.endswith("__bars.png")).axes[0]
+    heat = next(f for n, f in figures.items() if n.endswith("__class_f1.png")).axes[0]
+    bar_labels = [t.get_text() for t in bars.get_yticklabels()]
+    assert bar_labels == ["mlp (t) (n = 1)", "mlp [default, epochs=1] (t) (n = 1)"]
+    assert [t.get_text() for t in heat.get_yticklabels()] == ["mlp (t)", "mlp [default, epochs=1] (t)"]
+    assert not bars.containers[1:]  # the bars only: no error bar container for n = 1
+
+
+def test_error_bars_only_for_rows_with_two_or_more_seeds(tmp_path, monkeypatch):
+    import merbench.leaderboard.ablation as ablation
+    from matplotlib.container import ErrorbarContainer
+
+    write_standard(tmp_path)  # alpha and beta, three seeds each
+    write_result(tmp_path, run("gamma", 0, metrics(0.4, 0.4, 0.4, 0.4)))
+    figures = []
+    monkeypatch.setattr(ablation, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    (section,) = aggregate(tmp_path, method_lookup=lookup).sections
+    ablation.save_bar_chart(section, tmp_path / "bars.png", tmp_path)
+    ax = figures[0].axes[0]
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars.lines[2][0].get_segments()) == 2  # beta and alpha; gamma (one seed) has none
