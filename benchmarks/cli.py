@@ -137,8 +137,8 @@ def info(method: str = typer.Argument(..., help="method name"),
          variant: str = typer.Option("default", "--variant"),
          modalities: Optional[str] = typer.Option(None, "--modalities", "-m"),
          as_json: bool = _JSON_OPTION):
-    """Metadata, modalities and parameter count of a method."""
-    from .config import method_config, variants
+    """Metadata, modalities, default epochs, what each variant changes, and parameter count of a method."""
+    from .config import config_changes, method_config, variants
     from .corpus import parse_modalities
     from .features.text import architecture_only
     from .registry import get_method
@@ -149,7 +149,11 @@ def info(method: str = typer.Argument(..., help="method name"),
     md = cls.metadata
     ds_cls = get_dataset(dataset) if dataset else None
     proto = ds_cls.protocol(protocol) if ds_cls else None
-    cfg = method_config(cls, variant, ds_cls.name if ds_cls else None, proto.name if proto else None)
+    ds_proto = (ds_cls.name if ds_cls else None, proto.name if proto else None)
+    cfg = method_config(cls, variant, *ds_proto)
+    default_cfg = method_config(cls, "default", *ds_proto)
+    # What each variant changes against the default config (the keys a leaderboard row would name).
+    changes = {v: config_changes(method_config(cls, v, *ds_proto), default_cfg) for v in variants(cls.config_dir)}
     mods = parse_modalities(modalities or [m for m in cls.modalities if not ds_cls or m in ds_cls.modalities])
     n_classes = len(proto.label_names) if proto else 4
     requests = cls.feature_requests(cfg, mods)
@@ -157,12 +161,14 @@ def info(method: str = typer.Argument(..., help="method name"),
     inst = cls(cfg, mods, tuple(proto.label_names) if proto else tuple(f"c{i}" for i in range(n_classes)))
     with architecture_only():  # a fine-tuned encoder's size needs its architecture, not its weights
         n = inst.num_parameters(dims)
+    epochs = _epochs(cls, default_cfg) + (f" (variant {variant}: {_epochs(cls, cfg)})" if variant != "default" else "")
     fields = {"method": cls.name, "title": md.title, "authors": md.authors,
               "venue": f"{md.venue} {md.year or ''}".strip(), "code": md.code_url, "paper": md.paper_url,
-              "modalities": ",".join(cls.modalities), "unit": cls.unit,
-              "variants": ", ".join(["default", *variants(cls.config_dir)])}
+              "modalities": ",".join(cls.modalities), "unit": cls.unit, "default epochs": epochs,
+              "variants": "default" + "".join(f"; {v}: {', '.join(c) or 'no changes'}" for v, c in changes.items())}
     if as_json:
         out = {**fields, "modalities": list(cls.modalities), "variants": ["default", *variants(cls.config_dir)],
+               "variant_changes": changes,
                "reported": [{"dataset": r.dataset, "protocol": r.protocol, "metric": r.metric, "value": r.value,
                              "modalities": r.modalities, "source": r.source} for r in md.reported],
                "dataset": ds_cls.name if ds_cls else None, "protocol": proto.name if proto else None,
@@ -184,6 +190,16 @@ def info(method: str = typer.Argument(..., help="method name"),
     plain.print("inputs: " + ", ".join(f"{m}={requests[m].extractor}:{requests[m].level}({dims[m]})" for m in requests),
                 markup=False)
     plain.print(f"parameters: {n if n is not None else 0}" + f"  [dim]({escape(where)}, modalities {','.join(mods)})[/dim]")
+
+
+def _epochs(method_cls, cfg: dict) -> str:
+    """Training epochs a config asks for (the trainer's default where it names none)."""
+    from .trainer import DEFAULT_TRAIN, TorchMethod
+
+    train = cfg.get("train") or {}
+    if "epochs" in train:
+        return str(train["epochs"])
+    return str(DEFAULT_TRAIN["epochs"]) if issubclass(method_cls, TorchMethod) else "— (not trained by epochs)"
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -316,29 +332,39 @@ def data_prepare(dataset: str = typer.Argument(...), root: Optional[Path] = type
 @data_app.command("check")
 def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typer.Option(None, "--protocol", "-p"),
                root: Optional[Path] = typer.Option(None, "--root")):
-    """Counts per split and class under a protocol, and missing media."""
+    """Counts per split and class under a protocol, dialogues and turns, and missing media."""
     from collections import Counter
 
     from .registry import resolve_dataset as get_dataset
 
     cls = get_dataset(dataset)
-    corpus = cls(root).load()
+    corpus = cls(root).load()  # duplicate (dialogue, turn) pairs fail here, with the fix
     proto = cls.protocol(protocol)
-    splits = proto.build(corpus)
+    splits = proto.build(corpus)  # and dialogues that span splits here
+    dialogue_of = {u.uid: u.dialogue_id for u in corpus.utterances}
     for fold in splits.folds:
         table = Table(title=f"{dataset} / {proto.name} / {fold.name} (manifest {splits.manifest_hash[:12]})")
         table.add_column("split")
         for n in proto.label_names:
             table.add_column(n, justify="right")
-        table.add_column("total", justify="right")
+        for col in ("total", "dialogues", "turns per dialogue (mean / min / max)"):
+            table.add_column(col, justify="right")
         for s in ("train", "valid", "test"):
             c = Counter(splits.labels[u] for u in fold.ids(s))
-            table.add_row(s, *[str(c.get(i, 0)) for i in range(len(proto.label_names))], str(len(fold.ids(s))))
+            turns = list(Counter(dialogue_of[u] for u in fold.ids(s)).values())
+            shape = f"{np.mean(turns):.1f} / {min(turns)} / {max(turns)}" if turns else "—"
+            table.add_row(s, *[str(c.get(i, 0)) for i in range(len(proto.label_names))], str(len(fold.ids(s))),
+                          str(len(turns)), shape)
         console.print(table)
+    # Only the media the corpus declares: a text-only corpus has no audio or video to miss.
+    declared = [(attr, name) for m, attr, name in (("a", "audio_path", "audio"), ("v", "video_path", "video"))
+                if m in cls.modalities]
+    if not declared:
+        return
     media = Table(title=f"{dataset} media at {corpus.root}")
     for col in ("modality", "present", "missing", "unreadable", "duration s (mean / min / max)", "total h"):
         media.add_column(col, justify="right" if col != "modality" else "left")
-    for attr, name in (("audio_path", "audio"), ("video_path", "video")):
+    for attr, name in declared:
         paths = [getattr(u, attr) for u in corpus.utterances]
         present = [p for p in paths if p and Path(p).exists()]
         durations, unreadable = media_durations(present, kind=name)
