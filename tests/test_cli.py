@@ -251,3 +251,14 @@ def test_info_json_and_plain(capsys):
     title_line = out.splitlines()[0]
     assert title_line.endswith("Hierarchical Fusion (LipSync graph ERC)")  # one line, not wrapped at 80 columns
     assert f"parameters: {info['parameters']}" in out
+
+
+def test_info_shows_default_epochs_and_what_each_variant_changes(capsys):
+    rc = main(["info", "miust"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "default epochs: 70" in out  # methods/miust/config.yaml
+    # variants/cpu.yaml: 10 epochs, shorter sequences, patience 10
+    assert re.search(r"variants: default; cpu: epochs=10, max_frames=96, patience=10; no_cmd: cmd=0\.0", out), out
+    rc = main(["info", "miust", "--variant", "cpu"])
+    assert rc == 0 and "default epochs: 70 (variant cpu: 10)" in capsys.readouterr().out
