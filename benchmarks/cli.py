@@ -256,7 +256,8 @@ def _print_results(results) -> None:
     # The metrics the protocol computed, headline first.
     shown = ordered([m for m in METRICS if getattr(r0.test, m) is not None], first=r0.headline_metric)
     table = Table(title=f"{r0.method} ({r0.variant}) on {r0.dataset} / {r0.protocol}, modalities {r0.modalities}")
-    for col in ("seed", *(METRICS[m].label for m in shown), "best valid", "epochs", "time s"):
+    selected = f"best valid {r0.select_metric}" if r0.select_metric else "best valid"  # the metric that chose the epoch
+    for col in ("seed", *(METRICS[m].label for m in shown), selected, "epochs", "time s"):
         table.add_column(col, justify="right")
     for r in results:
         table.add_row(str(r.seed), *(f"{getattr(r.test, m) * 100:.2f}" for m in shown),
