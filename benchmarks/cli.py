@@ -353,7 +353,7 @@ def data_check(dataset: str = typer.Argument(...), protocol: Optional[str] = typ
         for s in ("train", "valid", "test"):
             c = Counter(splits.labels[u] for u in fold.ids(s))
             turns = list(Counter(dialogue_of[u] for u in fold.ids(s)).values())
-            shape = f"{np.mean(turns):.1f} / {min(turns)} / {max(turns)}" if turns else "—"
+            shape = f"{sum(turns) / len(turns):.1f} / {min(turns)} / {max(turns)}" if turns else "—"
             table.add_row(s, *[str(c.get(i, 0)) for i in range(len(proto.label_names))], str(len(fold.ids(s))),
                           str(len(turns)), shape)
         console.print(table)

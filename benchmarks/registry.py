@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Callable, Generic, Iterator, TypeVar
 
 from .errors import UnknownNameError
@@ -178,6 +179,23 @@ def resolve_dataset(name_or_path):
 def get_feature(name: str):
     load_builtins()
     return FEATURES.get(name)
+
+
+def method_config_dir(name: str) -> Path | None:
+    """The folder holding a method's ``config.yaml`` (and ``variants/``), found without importing a
+    lazily registered method (so no torch): the folder of its module."""
+    import importlib.util
+
+    load_builtins()
+    ref = METHODS.entry(name)
+    if not isinstance(ref, str):
+        return getattr(ref, "config_dir", None)
+    try:
+        spec = importlib.util.find_spec(ref.partition(":")[0])
+    except (ImportError, ValueError):
+        return None
+    folder = Path(spec.origin).parent if spec is not None and spec.origin else None
+    return folder if folder is not None and (folder / "config.yaml").is_file() else None
 
 
 def method_metadata(name: str):

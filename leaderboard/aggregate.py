@@ -236,21 +236,28 @@ def _majority(values: list[str]) -> str:
 MAX_CHANGES = 4  # config changes spelled out in a row's label; more are counted
 
 
-def _config_changes(method_cls: Any, r: RunResult, headline_metric: str) -> str:
-    """``epochs=1, lr=0.0003``: the result's config against its variant's defaults, resolved as a run
-    resolves them. The selection metric has a column of its own and is left out here."""
-    if method_cls is None:
-        return ""
-    from merbench.config import config_changes, method_config, resolve_select_metric
+def _config_changes(found: Any, r: RunResult) -> str:
+    """``epochs=1, lr=0.0003``: the result's config against its variant's defaults (read from the
+    method's config files; no method module is imported). The selection metric has a column of its
+    own and is left out here. ``found``: what the method lookup gave (a class carries config_dir)."""
+    from types import SimpleNamespace
 
+    from merbench.config import config_changes, method_config
+    from merbench.registry import method_config_dir
+
+    if not r.config:  # nothing recorded to compare
+        return ""
     try:
-        base = resolve_select_metric(method_cls, method_config(method_cls, r.variant, r.dataset, r.protocol),
-                                     headline_metric)
+        cdir = getattr(found, "config_dir", None) if isinstance(found, type) else method_config_dir(r.method)
+        if cdir is None:
+            return ""
+        base = method_config(SimpleNamespace(name=r.method, config_dir=cdir), r.variant, r.dataset, r.protocol)
     except Exception:  # noqa: BLE001 - a variant since removed, a broken config: label by hash instead
         return ""
-    config = {k: v for k, v in r.config.items()}
-    if isinstance(config.get("train"), dict) and isinstance(base.get("train"), dict):
-        config["train"] = {**config["train"], "select_metric": base["train"].get("select_metric")}
+    config, base = dict(r.config), dict(base)
+    for c in (config, base):
+        if isinstance(c.get("train"), dict):
+            c["train"] = {k: v for k, v in c["train"].items() if k != "select_metric"}
     changes = config_changes(config, base)
     if len(changes) > MAX_CHANGES:
         changes = changes[:MAX_CHANGES - 1] + [f"+{len(changes) - MAX_CHANGES + 1} more"]
@@ -313,7 +320,7 @@ def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headlin
         parameters=params,
         bad_media=max((r.bad_media for _, r in kept), default=0),
         files=tuple(sorted(_rel(p, root) for p, _ in kept)),
-        config_changes=_config_changes(cls, first, headline_metric),
+        config_changes=_config_changes(cls, first),
         select_metric=", ".join(s for s in selected if s),
     )
 
