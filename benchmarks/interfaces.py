@@ -13,12 +13,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
 from .corpus import Corpus, Utterance
 from .protocols import Protocol
+
+RAW = "raw"  # the feature level of a modality a method reads from the utterances itself (no extractor)
+# Progress callback of ``Method.fit``: (epoch done, epochs planned, that epoch's history row).
+OnEpoch = Callable[[int, int, dict], None]
 
 # -- metadata ----------------------------------------------------------------------
 
@@ -86,7 +90,7 @@ class FeatureRequest:
     its cache key. No options = the extractor's defaults (and its usual cache entry)."""
 
     extractor: str
-    level: Literal["pooled", "frames"] = "pooled"
+    level: Literal["pooled", "frames"] = "pooled"  # (a raw modality has no request at all)
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
     def label(self) -> str:
@@ -294,6 +298,9 @@ class Method(ABC):
     metadata: ClassVar[MethodMetadata]
     modalities: ClassVar[tuple[str, ...]] = ("t", "a", "v")
     unit: ClassVar[Literal["utterance", "dialogue"]] = "utterance"
+    # Modalities that ``features: {m: raw}`` may name: the method reads them from the utterances
+    # itself (e.g. text for a fine-tuned encoder) and no extractor runs for them.
+    raw_capable: ClassVar[tuple[str, ...]] = ()
     # Folder holding config.yaml (and variants/); set by subclasses to Path(__file__).parent
     config_dir: ClassVar[Path | None] = None
 
@@ -323,21 +330,28 @@ class Method(ABC):
     @classmethod
     def feature_requests(cls, config: dict, modalities: Sequence[str]) -> dict[str, FeatureRequest]:
         """modality -> extractor, read from ``config['features']`` (e.g. ``{t: text-minilm}``)."""
-        feats = config.get("features", {})
+        from .errors import ConfigError
+
+        feats = config.get("features") or {}
         out = {}
         for m in modalities:
             spec = feats.get(m)
             if spec is None:
-                from .errors import ConfigError
-
                 raise ConfigError(f"method {cls.name}: config has no feature extractor for modality {m!r}",
                                   fix=f"add features.{m}: <extractor> to its config")
+            if spec == RAW or (isinstance(spec, dict) and spec.get("level") == RAW):
+                if m not in cls.raw_capable:
+                    raise ConfigError(f"method {cls.name}: features.{m}: raw is not supported for that modality",
+                                      fix=f"name a feature extractor (raw: {', '.join(cls.raw_capable) or 'none'})")
+                continue  # read from the utterances by the method itself: nothing to extract
             out[m] = parse_feature_request(spec, f"method {cls.name}: features.{m}")
         return out
 
     @abstractmethod
-    def fit(self, train: SplitData, valid: SplitData) -> FitReport:
-        """Train on ``train``; select epochs / hyper-parameters on ``valid`` only."""
+    def fit(self, train: SplitData, valid: SplitData, on_epoch: OnEpoch | None = None) -> FitReport:
+        """Train on ``train``; select epochs / hyper-parameters on ``valid`` only. Call
+        ``on_epoch(epoch, epochs, row)`` after each epoch (the CLI's progress and live table);
+        a method without epochs may never call it."""
 
     @abstractmethod
     def predict(self, split: SplitData) -> np.ndarray:

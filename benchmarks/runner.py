@@ -346,8 +346,6 @@ def _check_checkpoints(workdir: Path, reporter: Reporter) -> None:
 def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Path, fold: Fold,
              corpus: Corpus, tables, splits: ProtocolSplits, reporter: Reporter, label: str):
     """Fit on train (selecting on valid), then predict the label-free test split."""
-    from .trainer import TorchMethod
-
     done_file = workdir / "fold.json"
     finished = _finished_fold(done_file, len(fold.test), len(splits.protocol.label_names), reporter)
     if finished is not None:  # finished before an interruption
@@ -357,10 +355,7 @@ def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Pa
     train = split_data("train", fold.train, corpus, tables, splits, True)
     valid = split_data("valid", fold.valid, corpus, tables, splits, True)
     method: Method = method_cls(config, mods, splits.protocol.label_names, seed=seed, device=device, workdir=workdir)
-    if isinstance(method, TorchMethod):
-        report = method.fit(train, valid, on_epoch=lambda e, t, row: reporter.epoch(label, e, t, row))
-    else:
-        report = method.fit(train, valid)
+    report = method.fit(train, valid, on_epoch=lambda e, t, row: reporter.epoch(label, e, t, row))
     # Only now does the method see the test split, without labels or annotations.
     test = split_data("test", fold.test, corpus, tables, splits, False)
     probs = np.asarray(method.predict(test), dtype=np.float32)

@@ -1,6 +1,8 @@
 """Hugging Face text encoders that methods fine-tune end to end (``text_transformer``,
 ``cross_modal_attention``): a pooled vector and token states per utterance. In the engine, so
-that no method imports another.
+that no method imports another. Also :class:`RawText`, the engine's reader of the ``raw`` text
+level (``features: {t: raw}``): it tokenizes ``Utterance.text`` for these encoders, optionally
+after earlier turns of the same dialogue.
 
 Encoder names:
 
@@ -16,10 +18,14 @@ Encoder names:
 from __future__ import annotations
 
 import functools
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .interfaces import SplitData
 
 from .errors import ConfigError, MerbenchError
 from .features.text import _offline  # offline hub settings, quiet weight loading
@@ -122,3 +128,93 @@ class TextEncoder(nn.Module):
 def encoder_from_config(cfg: dict[str, Any] | None) -> TextEncoder:
     cfg = cfg or {}
     return TextEncoder(str(cfg.get("name", MINILM_NAMES[0])), str(cfg.get("pooling", "pooler")))
+
+
+ENCODER_KEYS = {"name", "pooling", "max_length"}
+CONTEXT_KEYS = {"turns", "speaker_names"}
+
+
+class RawText:
+    """Tokenized text of a method's raw text level, for batches of utterance rows.
+
+    Config blocks it reads: ``encoder: {name, pooling, max_length}`` (the tokenizer is the
+    encoder's) and ``context: {turns, speaker_names}``, which prepends up to ``turns`` earlier
+    turns of the same dialogue, taken from the split being batched (texts and speaker names only,
+    never labels; a test utterance sees test-split texts only). Texts are padded to the longest of
+    the batch; the attention mask hides the padding.
+    """
+
+    def __init__(self, config: dict, method_name: str):
+        enc = config.get("encoder") or {}
+        ctx = config.get("context") or {}
+        for block, keys, given in (("encoder", ENCODER_KEYS, enc), ("context", CONTEXT_KEYS, ctx)):
+            unknown = set(given) - keys
+            if unknown:
+                raise ConfigError(f"method {method_name}: unknown {block} keys {sorted(unknown)}", fix=f"known: {sorted(keys)}")
+        self.encoder_name = str(enc.get("name", MINILM_NAMES[0]))
+        self.max_length = int(enc.get("max_length", 128))
+        self.context_turns = int(ctx.get("turns", 0))
+        self.speaker_names = bool(ctx.get("speaker_names", self.context_turns > 0))
+        self._dialogue_index: tuple[Any, dict[int, list[int]]] | None = None
+
+    @property
+    def tokenizer(self):
+        return load_tokenizer(self.encoder_name)
+
+    def _earlier_turns(self, split: "SplitData", row: int) -> list[int]:
+        """Rows of the same dialogue *in this split* with an earlier turn, oldest first."""
+        ref = self._dialogue_index
+        if ref is None or ref[0]() is not split:
+            index: dict[int, list[int]] = {}
+            for rows in split.dialogues():
+                for k, r in enumerate(rows):
+                    index[r] = rows[:k]
+            ref = self._dialogue_index = (weakref.ref(split), index)
+        turn = split.utterances[row].turn
+        out, seen = [], set()
+        for r in ref[1][row]:
+            u = split.utterances[r]
+            if u.turn < turn and u.uid not in seen:  # a repeated utterance (oversampled split) counts once
+                seen.add(u.uid)
+                out.append(r)
+        return out
+
+    def _line(self, split: "SplitData", row: int) -> str:
+        u = split.utterances[row]
+        text = (u.text or "").strip()
+        return f"{u.speaker}: {text}" if self.speaker_names and u.speaker else text
+
+    def text_inputs(self, split: "SplitData", row: int) -> tuple[str, str | None]:
+        """(current utterance, context or None). The context is the latest earlier turns that fit
+        in ``max_length`` tokens next to the current one, oldest first; it reads only texts and
+        speaker names of this split."""
+        current = self._line(split, row)
+        if self.context_turns <= 0:
+            return current, None
+        tok = self.tokenizer
+        budget = self.max_length - len(tok.tokenize(current)) - 3  # [CLS] ... [SEP] ... [SEP]
+        picked: list[str] = []
+        for r in reversed(self._earlier_turns(split, row)[-self.context_turns:]):
+            line = self._line(split, r)
+            cost = len(tok.tokenize(line))
+            if cost > budget:
+                break
+            picked.insert(0, line)
+            budget -= cost
+        return current, (" ".join(picked) if picked else None)
+
+    def tokenize(self, split: "SplitData", rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        tok = self.tokenizer
+        encs = []
+        for r in rows:
+            current, context = self.text_inputs(split, r)
+            # Context first, current utterance second: "[CLS] context [SEP] current [SEP]".
+            enc = tok(context, current, truncation=True, max_length=self.max_length) if context \
+                else tok(current, truncation=True, max_length=self.max_length)
+            encs.append(enc["input_ids"])
+        ids = torch.full((len(encs), max(len(e) for e in encs)), int(tok.pad_token_id or 0), dtype=torch.long)
+        mask = torch.zeros(ids.shape, dtype=torch.long)
+        for i, e in enumerate(encs):
+            ids[i, :len(e)] = torch.as_tensor(e, dtype=torch.long)
+            mask[i, :len(e)] = 1
+        return {"input_ids": ids, "attention_mask": mask}

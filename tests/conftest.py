@@ -31,3 +31,17 @@ def shared_data_or_skip():
     if root is None:
         pytest.skip("../shared/data (real annotation files) is not on this machine; set MERBENCH_SHARED_DATA")
     return root
+
+
+def scores_from_predictions(result_json) -> dict[str, float]:
+    """Accuracy and weighted F1 recomputed from a result's ``.predictions.csv`` (gold vs predicted
+    label per test utterance), to check that the scores a result reports are those of its predictions."""
+    import csv
+    from pathlib import Path
+
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rows = list(csv.DictReader(open(Path(result_json).with_suffix(".predictions.csv"), encoding="utf-8")))
+    gold, pred = [r["gold"] for r in rows], [r["pred"] for r in rows]
+    return {"n": len(rows), "accuracy": float(accuracy_score(gold, pred)),
+            "weighted_f1": float(f1_score(gold, pred, average="weighted", zero_division=0))}

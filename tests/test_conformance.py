@@ -1,7 +1,7 @@
-"""One test module over every registered method and each modality subset it declares
-(timm style): builds from its default config, forward shape, no NaNs, every parameter
-gets a gradient, a few steps lower the loss, and a prediction does not depend on which
-other dialogues share its batch."""
+"""One test module over every registered method, each of its config variants, and (for the
+default config) each modality subset it declares (timm style): builds, forward shape, no NaNs,
+every parameter gets a gradient, a few steps lower the loss, and, after a short real fit, a
+prediction does not depend on which other dialogues share its batch."""
 
 from __future__ import annotations
 
@@ -10,19 +10,34 @@ import pytest
 import torch
 
 from fakes import LABELS, fake_split
-from merbench.config import method_config, variants
+from merbench.config import deep_merge, method_config, variants
 from merbench.registry import METHODS, get_method, load_builtins
 from merbench.trainer import TorchMethod
 
 load_builtins()
-CASES = [(name, mods) for name in METHODS.names() for mods in METHODS.get(name).modality_subsets()]
 
 
-def make(name, mods, dims):
+def _cases():
+    out = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        for variant in ["default", *variants(cls.config_dir)]:
+            subsets = cls.modality_subsets() if variant == "default" else [max(cls.modality_subsets(), key=len)]
+            out += [(name, variant, mods) for mods in subsets]
+    return out
+
+
+CASES = _cases()
+IDS = [f"{n}-{v}-{''.join(m)}" for n, v, m in CASES]
+
+
+def make(name, variant, mods, over=None):
     cls = get_method(name)
-    cfg = method_config(cls)
+    # A method's conformance_overrides swap in what the tests can run offline and fast (a tiny
+    # random text encoder instead of a hub model); runs never use them.
+    cfg = deep_merge(method_config(cls, variant), deep_merge(getattr(cls, "conformance_overrides", {}), over or {}))
     method = cls(cfg, mods, LABELS, seed=0)
-    split = fake_split(dims={m: dims for m in mods})
+    split = fake_split(dims={m: 16 for m in mods})
     return cls, method, split
 
 
@@ -30,21 +45,27 @@ def rows_of(method, split):
     return split.dialogues() if method.unit == "dialogue" else list(range(len(split)))
 
 
-@pytest.mark.parametrize("name,mods", CASES, ids=[f"{n}-{''.join(m)}" for n, m in CASES])
-def test_method_conformance(name, mods):
-    cls, method, split = make(name, mods, dims=16)
+def test_every_variant_is_covered():
+    assert {(n, v) for n, v, _ in CASES} >= {("lipsync_graph_erc", "no_graph"), ("miust", "no_cmd"),
+                                             ("multifocus_blstm", "bmm"), ("text_transformer", "bert"),
+                                             ("cross_modal_attention", "sequence")}
+
+
+@pytest.mark.parametrize("name,variant,mods", CASES, ids=IDS)
+def test_method_conformance(name, variant, mods):
+    cls, method, split = make(name, variant, mods)
     assert cls.metadata.title, "every method needs metadata.title"
     if not isinstance(method, TorchMethod):
         dims = {m: 16 for m in mods}
         method.fit(split, fake_split(seed=1, name="valid", dims=dims))
         probs = method.predict(fake_split(seed=2, name="test", labels=False, dims=dims))
-        assert probs.shape[1] == len(LABELS) and np.isfinite(probs).all()
+        assert probs.shape == (len(fake_split(seed=2, dims=dims)), len(LABELS))
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
         return
     torch.manual_seed(0)
-    method._fit_normaliser(split)
-    model = method.build_model(method.input_dims(split), len(LABELS))
-    method.model = model
-    batch = method.collate(split, rows_of(method, split))
+    batcher = method.make_batcher(split)
+    model = method.build_model(batcher.input_dims(split), len(LABELS))
+    batch = batcher.collate(split, rows_of(method, split))
     model.train()
     out = method.forward(model, batch)
     logits = method.logits(out)
@@ -74,14 +95,18 @@ def test_method_conformance(name, mods):
     assert after < before, f"loss did not go down: {before:.4f} -> {after:.4f}"
 
 
-@pytest.mark.parametrize("name,mods", CASES, ids=[f"{n}-{''.join(m)}" for n, m in CASES])
-def test_prediction_independent_of_batch_composition(name, mods):
-    cls, method, split = make(name, mods, dims=16)
+@pytest.mark.parametrize("name,variant,mods", CASES, ids=IDS)
+def test_prediction_independent_of_batch_composition(name, variant, mods):
+    """On a model after a short real fit (trained weights, BatchNorm statistics, an EMA), not only
+    on a freshly initialised one."""
+    cls, method, split = make(name, variant, mods, over={"train": {"epochs": 2, "batch_size": 4, "lr": 1e-3}})
     if not isinstance(method, TorchMethod):
         pytest.skip("not a neural method: predictions are per utterance by construction")
-    torch.manual_seed(0)
-    method._fit_normaliser(split)
-    method.model = method.build_model(method.input_dims(split), len(LABELS))
+    fresh = method.build_model(method.make_batcher(split).input_dims(split), len(LABELS)).state_dict()
+    report = method.fit(split, fake_split(seed=1, name="valid", dims={m: 16 for m in mods}))
+    assert report.epochs_run >= 1
+    trained = method.model.state_dict()
+    assert any(not torch.equal(fresh[k], trained[k]) for k in fresh if fresh[k].is_floating_point()), "fit changed nothing"
     method.model.eval()
     dialogues = split.dialogues()
     target = dialogues[0]
@@ -89,7 +114,7 @@ def test_prediction_independent_of_batch_composition(name, mods):
     def probs_for(other):
         units = [target, other] if method.unit == "dialogue" else target + other
         with torch.no_grad():
-            logits = method.logits(method.forward(method.model, method.collate(split, units)))
+            logits = method.logits(method.forward(method.model, method.batcher.collate(split, units)))
         return (logits[0, :len(target)] if method.unit == "dialogue" else logits[:len(target)]).numpy()
 
     a, b = probs_for(dialogues[1]), probs_for(dialogues[2])

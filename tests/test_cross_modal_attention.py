@@ -15,12 +15,10 @@ from fakes import LABELS, fake_split
 from merbench.config import deep_merge, method_config
 from merbench.corpus import Utterance
 from merbench.errors import ConfigError
-from merbench.optim import AccumulatingOptimizer
 from merbench.methods.cross_modal_attention.method import (CrossModalAttentionMethod,
                                                            class_weights, oversample_rows)
 from merbench.methods.cross_modal_attention.model import focal_loss
-from merbench.protocols import Protocol
-from merbench.trainer import TorchMethod
+from merbench import trainer as trainer_module
 
 TINY = {"encoder": {"name": "tiny-random-bert"}}
 MODS = ("t", "a", "v")
@@ -33,8 +31,8 @@ def make(variant="default", over=None, mods=MODS, **kw):
 
 def built(method, split):
     torch.manual_seed(0)
-    method._fit_normaliser(split)
-    method.model = method.build_model(method.input_dims(split), len(LABELS))
+    method.batcher = method.make_batcher(split)
+    method.model = method.build_model(method.batcher.input_dims(split), len(LABELS))
     return method.model
 
 
@@ -56,7 +54,7 @@ def test_single_key_attention_weight_is_exactly_one_and_a_linear_map():
     m = make()
     split = fake_split(dims={k: 16 for k in MODS})
     model = built(m, split).eval()
-    batch = m.collate(split, list(range(len(split))))
+    batch = m.batcher.collate(split, list(range(len(split))))
     with torch.no_grad():
         out = m.forward(model, batch)
     for mod in ("a", "v"):
@@ -120,16 +118,18 @@ def test_class_weights_come_from_the_training_split_only(oversample):
     valid = _skewed([1, 1, 1, 7], seed=1, name="valid")
     m = make(over={"train": {"epochs": 1, "batch_size": 4, "oversample": oversample}})
     seen_rows = []
-    orig = m._units
+    orig = trainer_module.Batcher.batches
 
-    def spy(split):
-        units = orig(split)
+    def spy(self, split, *args, units=None, **kw):
         if split is train:
             seen_rows.append(list(units))
-        return units
+        return orig(self, split, *args, units=units, **kw)
 
-    m._units = spy
-    m.fit(train, valid)
+    trainer_module.Batcher.batches = spy
+    try:
+        m.fit(train, valid)
+    finally:
+        trainer_module.Batcher.batches = orig
     expect = class_weights(train.labels[oversample_rows(train.labels, 0)] if oversample else train.labels, 4)
     np.testing.assert_allclose(m.alpha.numpy(), expect)
     assert m.alpha[3] == 0  # the validation split's labels never enter the weights
@@ -139,33 +139,13 @@ def test_class_weights_come_from_the_training_split_only(oversample):
 
 # -- accumulation and the plateau schedule --------------------------------------------------------
 
-def test_accumulation_applies_the_mean_gradient_once_per_k_batches():
-    torch.manual_seed(0)
-    w0 = torch.randn(4)
-    xs = [torch.randn(4) for _ in range(3)]
+def test_accumulation_is_the_trainers_and_clips_the_accumulated_gradient():
+    m = make(over={"train": {"grad_clip": 1.0}})  # accumulation 2 with clipping: the trainer clips the sum
+    assert (m.train_cfg["accumulation_steps"], m.train_cfg["grad_clip"]) == (2, 1.0)
+    with pytest.raises(ConfigError, match="accumulation_steps"):
+        from merbench.trainer import Trainer
 
-    def run(k):
-        w = torch.nn.Parameter(w0.clone())
-        opt = AccumulatingOptimizer(torch.optim.SGD([w], lr=0.1), k)
-        trace = []
-        for x in xs:
-            opt.zero_grad()
-            (w * x).sum().backward()
-            opt.step()
-            trace.append(w.detach().clone())
-        opt.flush()  # end of epoch: the partial group is applied, not dropped
-        return trace, w.detach()
-
-    trace, final = run(2)
-    torch.testing.assert_close(trace[0], w0)  # no update after the first batch
-    torch.testing.assert_close(trace[1], w0 - 0.1 * (xs[0] + xs[1]) / 2)
-    torch.testing.assert_close(final, trace[1] - 0.1 * xs[2])
-    torch.testing.assert_close(run(1)[1], w0 - 0.1 * (xs[0] + xs[1] + xs[2]))
-
-
-def test_accumulation_and_grad_clip_are_refused_together():
-    with pytest.raises(ConfigError, match="grad_clip"):
-        make(over={"train": {"grad_clip": 1.0}})
+        Trainer(make(over={"train": {"accumulation_steps": 0}}), None, None)
 
 
 def test_plateau_steps_on_validation_and_reuses_the_pass(monkeypatch):
@@ -175,13 +155,13 @@ def test_plateau_steps_on_validation_and_reuses_the_pass(monkeypatch):
     m = make(mods=("t",), over={"train": {"epochs": 4, "batch_size": 8, "lr": 1e-12, "patience": 10,
                                           "plateau": {"monitor": "valid_loss", "factor": 0.5, "patience": 0}}})
     calls = collections.Counter()
-    orig = TorchMethod._probabilities
+    orig = trainer_module.evaluate
 
-    def counting(self, split):
+    def counting(method, model, batcher, split, batch_size):
         calls[split.name] += 1
-        return orig(self, split)
+        return orig(method, model, batcher, split, batch_size)
 
-    monkeypatch.setattr(TorchMethod, "_probabilities", counting)
+    monkeypatch.setattr(trainer_module, "evaluate", counting)
     fed, lrs = [], []
     orig_step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
 
@@ -208,8 +188,8 @@ def test_sequence_variant_masks_padding():
     short, long = int(np.argmin(lengths)), int(np.argmax(lengths))
     assert lengths[short] < lengths[long]
     with torch.no_grad():
-        alone = m.forward(model, m.collate(split, [short]))
-        both = m.forward(model, m.collate(split, [short, long]))
+        alone = m.forward(model, m.batcher.collate(split, [short]))
+        both = m.forward(model, m.batcher.collate(split, [short, long]))
     torch.testing.assert_close(alone["logits"][0], both["logits"][0], atol=1e-5, rtol=1e-5)
     w = both["attention_a"][0]  # (text tokens, frames) for the short utterance
     assert torch.all(w[:, lengths[short]:] == 0)
@@ -220,7 +200,7 @@ def test_sequence_variant_trains_every_parameter_and_batchnorm_ignores_padding()
     m = make("sequence")
     split = fake_split(dims={"a": 8, "v": 6}, max_frames=12)
     model = built(m, split).train()
-    batch = m.collate(split, list(range(len(split))))
+    batch = m.batcher.collate(split, list(range(len(split))))
     m.loss(m.forward(model, batch), batch).backward()
     assert all(p.grad is not None for p in model.parameters())
     # Running mean of the audio BatchNorm = mean over real frames only (momentum 0.1 from zeros).
@@ -234,8 +214,11 @@ def test_batch_of_one_trains():
     m = make()
     split = fake_split(dims={"a": 8, "v": 8})
     model = built(m, split).train()
-    batch = m.collate(split, [0])
-    m.loss(m.forward(model, batch), batch).backward()  # BatchNorm with a single sample must not fail
+    batch = m.batcher.collate(split, [0])
+    loss = m.loss(m.forward(model, batch), batch)  # BatchNorm with a single sample must not fail
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None and torch.isfinite(p.grad).all()
+                                        for p in model.parameters() if p.requires_grad)
 
 
 # -- the leaky MELD protocol ----------------------------------------------------------------------
@@ -271,15 +254,15 @@ def test_leaky_splitter_reproduces_the_published_procedure():
     assert [fold] == oversampled_leaky_split(seed=42)(list(reversed(utts)))  # seeded, order-free
 
 
-def test_leaky_protocol_is_listed_only_where_the_engine_accepts_repeated_ids():
+def test_leaky_protocol_is_the_only_one_with_repeated_ids():
     from merbench.datasets.meld.adapter import MELDDataset
 
     names = [p.name for p in MELDDataset.protocols()]
-    supported = "allow_overlap" in Protocol.__dataclass_fields__
-    assert ("meld-oversampled-leaky" in names) == supported
-    if supported:
-        p = MELDDataset.protocol("meld-oversampled-leaky")
-        assert p.as_published and p.headline_metric == "accuracy"
+    assert "meld-oversampled-leaky" in names
+    p = MELDDataset.protocol("meld-oversampled-leaky")
+    assert p.as_published and p.headline_metric == "accuracy"
+    assert p.allow_overlap  # the engine accepts its repeated ids only because the protocol says so
+    assert not any(q.allow_overlap for q in MELDDataset.protocols() if q.name != p.name)
 
 
 def test_leaky_split_of_real_meld():
@@ -308,7 +291,7 @@ def test_frozen_text_variant_reads_cached_text_features_and_has_no_encoder():
     split = fake_split(dims={"t": 12, "a": 8, "v": 8})
     model = built(m, split).train()
     assert model.text is None and model.text_fc[0].in_features == 12
-    batch = m.collate(split, list(range(6)))
+    batch = m.batcher.collate(split, list(range(6)))
     assert "text" not in batch  # nothing tokenized
     loss = m.loss(m.forward(model, batch), batch)
     loss.backward()
@@ -326,11 +309,11 @@ def test_frozen_text_sequence_form_uses_token_features():
                              "model": {"attention": "sequence"}}, mods=("t", "a"))
     split = fake_split(dims={"t": 12, "a": 8})
     model = built(m, split).train()
-    batch = m.collate(split, list(range(5)))
+    batch = m.batcher.collate(split, list(range(5)))
     assert batch["x"]["t"].dim() == 3
     m.loss(m.forward(model, batch), batch).backward()
     # Pooled text features cannot drive token queries: a clear error, not a shape crash.
     m2 = make("frozen_text", {"model": {"attention": "sequence"}}, mods=("t",))
-    model2, b2 = built(m2, split), m2.collate(split, [0, 1])
+    model2, b2 = built(m2, split), m2.batcher.collate(split, [0, 1])
     with pytest.raises(ValueError, match="token states"):
         m2.forward(model2, b2)

@@ -1,5 +1,5 @@
 """LipSync graph ERC classifier: parameter count against the original, per-dialogue graphs,
-batch independence, distillation, EMA evaluation, the update stepper, the extractor-option
+batch independence, distillation, EMA evaluation, the per-update hook (schedule, EMA), the extractor-option
 plumbing (select_track) and an end-to-end run on the toy corpus."""
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from merbench.config import method_config
 from merbench.errors import ConfigError
 from merbench.interfaces import FeatureRequest, parse_feature_request
 from merbench.methods.lipsync_graph_erc.graph import EdgeConfig, dialogue_graph
-from merbench.methods.lipsync_graph_erc.method import (LipSyncGraphERCMethod, UpdateStepper, balanced_class_weights,
-                                                       warmup_cosine)
+from merbench.methods.lipsync_graph_erc.method import LipSyncGraphERCMethod, balanced_class_weights, warmup_cosine
 from merbench.methods.lipsync_graph_erc.model import EMAModel, total_loss
 
 MELD7 = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
@@ -146,14 +145,14 @@ def test_temporal_and_speaker_edges_and_weights():
 def test_prediction_does_not_depend_on_the_other_dialogues(variant):
     method = make(variant=variant)
     split = fake_split(n_dialogues=5, dims={"t": 8, "a": 6, "v": 5})
-    method._fit_normaliser(split)
+    method.batcher = method.make_batcher(split)
     torch.manual_seed(0)
     model = method.build_model(method.input_dims(split), len(LABELS)).eval()
     d = split.dialogues()
     with torch.no_grad():
-        alone = model(method.collate(split, [d[0]]))["logits"][0, :len(d[0])]
+        alone = model(method.batcher.collate(split, [d[0]]))["logits"][0, :len(d[0])]
         for others in ([d[1], d[2]], [d[3]], [d[4], d[2], d[1]]):
-            mixed = model(method.collate(split, [*others, d[0]]))["logits"][len(others), :len(d[0])]
+            mixed = model(method.batcher.collate(split, [*others, d[0]]))["logits"][len(others), :len(d[0])]
             torch.testing.assert_close(mixed, alone, atol=1e-5, rtol=1e-4)
 
 
@@ -203,9 +202,9 @@ def test_alignment_order_is_a_declared_option():
 def test_a_batch_of_one_single_turn_dialogue_trains():
     method = make()
     split = fake_split(n_dialogues=2, turns=(1, 1), dims={"t": 8, "a": 6, "v": 5})
-    method._fit_normaliser(split)
+    method.batcher = method.make_batcher(split)
     model = method.build_model(method.input_dims(split), len(LABELS)).train()
-    batch = method.collate(split, split.dialogues()[:1])
+    batch = method.batcher.collate(split, split.dialogues()[:1])
     assert int(batch["utt_mask"].sum()) == 1
     method.loss(model(batch), batch).backward()  # BatchNorm with one row must not fail
 
@@ -213,10 +212,10 @@ def test_a_batch_of_one_single_turn_dialogue_trains():
 def forward_once(mods, variant="default"):
     method = make(mods, variant=variant)
     split = fake_split(dims={m: 8 for m in mods})
-    method._fit_normaliser(split)
+    method.batcher = method.make_batcher(split)
     torch.manual_seed(0)
     model = method.build_model(method.input_dims(split), len(LABELS)).eval()
-    batch = method.collate(split, split.dialogues())
+    batch = method.batcher.collate(split, split.dialogues())
     with torch.no_grad():
         return method, model(batch), batch
 
@@ -252,7 +251,7 @@ def test_evaluation_and_prediction_use_the_ema_weights():
     assert diff > 1e-6, "EMA weights should differ from the trained weights"
     test = fake_split(seed=2, name="test", labels=False, dims=dims)
     probs = method.predict(test)
-    batch = method.collate(test, test.dialogues())
+    batch = method.batcher.collate(test, test.dialogues())
     model.eval()
     with torch.no_grad():
         via_shadow = torch.softmax(model.shadow(batch)["logits"], -1)
@@ -280,26 +279,31 @@ def test_ema_update_rule_with_decay_warmup():
     torch.testing.assert_close(plain.shadow.weight, 0.999 * s0 + 0.001 * plain.net.weight.detach())
 
 
-def test_update_stepper_accumulates_clips_and_schedules():
-    torch.manual_seed(0)
-    net = torch.nn.Linear(3, 1, bias=False)
-    inner = torch.optim.SGD(net.parameters(), lr=1.0)
-    stepper = UpdateStepper(inner, net.parameters(), accumulation=2, clip=0.0)
-    x1, x2 = torch.ones(1, 3), 3 * torch.ones(1, 3)
-    w0 = net.weight.detach().clone()
-    for x in (x1, x2):
-        stepper.zero_grad()
-        net(x).sum().backward()
-        stepper.step()
-    # One update with the mean gradient of the two batches: (1 + 3) / 2 = 2 per weight.
-    torch.testing.assert_close(net.weight.detach(), w0 - 2.0)
-    assert stepper.updates == 1 and stepper.pending == 0
-    clipped = UpdateStepper(torch.optim.SGD(net.parameters(), lr=1.0), net.parameters(), accumulation=1, clip=0.5)
-    w1 = net.weight.detach().clone()
-    clipped.zero_grad()
-    net(x2).sum().backward()  # gradient norm 3 * sqrt(3) -> clipped to 0.5
-    clipped.step()
-    assert float((w1 - net.weight.detach()).norm()) == pytest.approx(0.5, rel=1e-4)
+def test_each_update_steps_the_schedule_then_the_ema_and_clips_the_accumulated_gradient():
+    seen = []
+
+    class Spy(LipSyncGraphERCMethod):
+        def on_update(self, trainer):
+            norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in trainer.model.net.parameters()
+                                  if p.grad is not None))
+            super().on_update(trainer)
+            group = trainer.optimizer.param_groups[0]
+            seen.append((trainer.updates, group["lr"] / group["initial_lr"], int(trainer.model.updates),
+                         float(norm), trainer.updates_per_epoch))
+
+    cfg = method_config(LipSyncGraphERCMethod, overrides=["train.epochs=2", "train.batch_size=2", "train.lr=0.001",
+                                                          "train.clip=0.01"])
+    method = Spy(cfg, ("t", "a"), LABELS, seed=0)
+    assert (method.train_cfg["accumulation_steps"], method.train_cfg["grad_clip"]) == (2, 0.01)
+    dims = {"t": 8, "a": 6}
+    method.fit(fake_split(n_dialogues=6, dims=dims), fake_split(seed=1, name="valid", dims=dims))
+    per_epoch = seen[0][4]
+    assert per_epoch == 2  # 6 dialogues in batches of 2 = 3 batches -> updates of 2 batches and of 1
+    assert [u for u, *_ in seen] == list(range(1, 2 * per_epoch + 1))
+    assert all(ema == u for u, _, ema, _, _ in seen)  # one EMA update per optimizer update
+    f = warmup_cosine(2 * per_epoch, 0.2, 2)
+    assert [lr for _, lr, *_ in seen] == pytest.approx([f(u) for u, *_ in seen])  # stepped after each update
+    assert max(norm for *_, norm, _ in seen) <= 0.01 * (1 + 1e-4)  # the clip norm bounds the applied gradient
     f = warmup_cosine(100, 0.2, 2)
     assert f(0) == 0.0 and f(10) == pytest.approx(0.5) and f(20) == pytest.approx(1.0)
     assert f(60) == pytest.approx(0.0, abs=1e-9) and f(100) == pytest.approx(1.0)  # 2 cycles after warm-up
@@ -317,6 +321,8 @@ def test_bad_config_values_are_rejected():
         LipSyncGraphERCMethod(cfg, ("t",), LABELS)
     with pytest.raises(ConfigError, match="grad_clip"):
         make(overrides=["train.grad_clip=1.0"])
+    with pytest.raises(ConfigError, match="scheduler"):
+        make(overrides=["train.scheduler=cosine"])
 
 
 # -- extractor options (select_track) ----------------------------------------------------------------
@@ -438,5 +444,9 @@ def test_bench_run_on_the_toy_corpus(merbench_home, tmp_path, capsys):
     assert result["method"] == "lipsync_graph_erc" and result["modalities"] == "t"
     assert result["folds"][0]["epochs_run"] == 2 and len(result["folds"][0]["history"]) == 2
     assert result["parameters"] == make(("t",), labels=toy.LABELS).num_parameters({"t": 32})
-    assert 0.0 <= result["test"]["weighted_f1"] <= 1.0
+    from conftest import scores_from_predictions
+
+    again = scores_from_predictions(files[0])  # the reported score is that of the saved predictions
+    assert again["n"] == result["folds"][0]["n_test"]
+    assert result["test"]["weighted_f1"] == pytest.approx(again["weighted_f1"])
     assert result["features"] == {"t": "toy-bow@v1"}

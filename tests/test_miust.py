@@ -93,9 +93,9 @@ def test_attention_pool_ignores_padded_steps():
 def test_model_output_ignores_padding_values(mods):
     method = make(mods)
     split = fake_split(dims={m: 10 for m in mods})
-    method._fit_normaliser(split)
+    method.batcher = method.make_batcher(split)
     model = method.build_model(method.input_dims(split), len(LABELS)).eval()
-    batch = method.collate(split, list(range(len(split))))
+    batch = method.batcher.collate(split, list(range(len(split))))
     noisy = {**batch, "x": {m: x.clone() for m, x in batch["x"].items()}}
     for m in mods:
         pad = ~batch["mask"][m]
@@ -105,7 +105,7 @@ def test_model_output_ignores_padding_values(mods):
         torch.testing.assert_close(logits, model(noisy)["logits"])
         # Each row as if it were alone (no padding at all): the original's evaluation setting.
         for i in (0, 5, len(split) - 1):
-            alone = model(method.collate(split, [i]))["logits"]
+            alone = model(method.batcher.collate(split, [i]))["logits"]
             torch.testing.assert_close(logits[i:i + 1], alone, atol=1e-5, rtol=1e-4)
 
 
@@ -126,9 +126,9 @@ def test_ablation_variants():
     no_cmd = make(variant="no_cmd")
     assert no_cmd.loss_cfg["cmd"] == 0.0
     split = fake_split(dims={"t": 8, "a": 8})
-    no_cmd._fit_normaliser(split)
+    no_cmd.batcher = no_cmd.make_batcher(split)
     model = no_cmd.build_model(no_cmd.input_dims(split), len(LABELS))
-    batch = no_cmd.collate(split, list(range(len(split))))
+    batch = no_cmd.batcher.collate(split, list(range(len(split))))
     out = model(batch)
     y = batch["labels"]
     ce = torch.nn.functional.cross_entropy

@@ -123,7 +123,7 @@ def test_two_stage_fit_end_to_end(tmp_path, monkeypatch):
     final = method.model.state_dict()
     assert any(not torch.equal(final[k], init[k]) for k in init)
     # Only the audio frames are z-normalised, with training statistics.
-    assert set(method.norm) == {"a"}
+    assert set(method.batcher.norm) == {"a"}
     # The stages' resume checkpoints are cleaned up once the fit is done.
     assert not any(tmp_path.glob("stage_*"))
     test = fake_split(seed=2, name="test", labels=False, dims=dims)
@@ -147,7 +147,7 @@ def test_bmm_starts_as_the_sum_of_unimodal_logits():
     fused = mf.FusedBLSTM.from_unimodal(audio, text, 4, fusion="concat").eval()
     split = fake_split(dims={"t": 12, "a": 6})
     method = make(variant="bmm")
-    batch = method.collate(split, list(range(len(split))))
+    batch = method.batcher.collate(split, list(range(len(split))))
     with torch.no_grad():
         torch.testing.assert_close(fused(batch), audio(batch) + text(batch))
 

@@ -188,7 +188,12 @@ def test_runs_through_the_engine_and_shows_in_the_leaderboard(tmp_path, merbench
                            overrides=["features.t=toy-bow", "train.epochs=2"], results_dir=tmp_path / "results"))
     r = read_result(paths[0])
     assert (r.dataset, r.protocol, r.modalities) == ("yamltoy", "yamltoy-random-dialogue", "t")
-    assert sum(f.n_test for f in r.folds) > 0 and 0.0 <= r.test.accuracy <= 1.0
+    from conftest import scores_from_predictions
+
+    n_test = sum(f.n_test for f in r.folds)
+    again = scores_from_predictions(paths[0])  # the reported scores are those of the saved predictions
+    assert n_test > 0 and again["n"] == n_test
+    assert r.test.accuracy == pytest.approx(again["accuracy"]) and r.test.weighted_f1 == pytest.approx(again["weighted_f1"])
     md = render_markdown(tmp_path / "results")
     assert "yamltoy / yamltoy-random-dialogue" in md
     assert any(line.startswith("| mlp") for line in md.splitlines())

@@ -70,7 +70,7 @@ class SpyMethod(Method):
 
         return {"t": FeatureRequest("toy-bow")}
 
-    def fit(self, train, valid):
+    def fit(self, train, valid, on_epoch=None):
         SpyMethod.seen.append(("fit", train.uids, valid.uids, train.labels is not None))
         return FitReport()
 

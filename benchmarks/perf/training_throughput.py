@@ -320,7 +320,7 @@ def _sync(device: str) -> None:
 
 def time_setting(method, split, bucket: bool, warmup: int, seed: int = 0, lstm: str = "fused") -> SettingResult:
     """Warm-up steps, then one timed epoch over ``split`` with ``bucket_by_length`` = ``bucket``;
-    every step as ``TorchMethod.fit`` runs it, batches from ``method.batches``. ``lstm``: how
+    every step as the trainer runs it (one update per batch), batches from the method's batcher. ``lstm``: how
     the methods' LSTMs skip padding (``merbench.rnn.IMPLEMENTATION``: fused, or packed)."""
     import torch
     from torch import nn
@@ -328,17 +328,15 @@ def time_setting(method, split, bucket: bool, warmup: int, seed: int = 0, lstm: 
     from merbench import rnn
     from merbench.trainer import seed_everything
 
-    base_cfg, base_impl = method.train_cfg, rnn.IMPLEMENTATION
-    method.train_cfg = {**base_cfg, "bucket_by_length": bool(bucket)}
+    cfg, base_impl = {**method.train_cfg, "bucket_by_length": bool(bucket)}, rnn.IMPLEMENTATION
     rnn.IMPLEMENTATION = lstm
     try:
         seed_everything(seed)
-        method._fit_normaliser(split)
-        model = method.build_model(method.input_dims(split), method.num_classes).to(method.device)
-        method.model = model
-        optimizer = method.configure_optimizer(model)
+        batcher = method.make_batcher(split, train_cfg=cfg)
+        model = method.build_model(batcher.input_dims(split), method.num_classes).to(method.device)
+        optimizer = method.configure_optimizer(model, cfg)
         model.train()
-        bs, clip = int(method.train_cfg["batch_size"]), method.train_cfg["grad_clip"]
+        bs, clip = int(cfg["batch_size"]), cfg["grad_clip"]
 
         def step(batch) -> None:
             optimizer.zero_grad(set_to_none=True)
@@ -349,17 +347,17 @@ def time_setting(method, split, bucket: bool, warmup: int, seed: int = 0, lstm: 
             optimizer.step()
 
         # Warm-up on batches of another epoch (allocator, kernels), same bucketing setting.
-        for k, batch in enumerate(method.batches(split, bs, shuffle=True, epoch=10_000)):
+        for k, batch in enumerate(batcher.batches(split, bs, shuffle=True, epoch=10_000)):
             if k >= warmup:
                 break
             step(batch)
         res = SettingResult(bool(bucket))
-        real = {m: torch.zeros((), dtype=torch.long, device=method.device) for m in method.modalities
-                if method.levels[m] == "frames"}
+        real = {m: torch.zeros((), dtype=torch.long, device=method.device) for m in batcher.modalities
+                if batcher.levels[m] == "frames"}
         padded = dict.fromkeys(real, 0)
         _sync(method.device)
         t0 = time.perf_counter()
-        for batch in method.batches(split, bs, shuffle=True, epoch=0):
+        for batch in batcher.batches(split, bs, shuffle=True, epoch=0):
             step(batch)
             for m in real:  # summed on the device: no sync inside the timing
                 real[m] += batch["mask"][m].sum()
@@ -372,9 +370,7 @@ def time_setting(method, split, bucket: bool, warmup: int, seed: int = 0, lstm: 
         res.padded = padded
         return res
     finally:
-        method.train_cfg = base_cfg
         rnn.IMPLEMENTATION = base_impl
-        method.model = None
 
 
 def _merge(a: SettingResult | None, b: SettingResult) -> SettingResult:

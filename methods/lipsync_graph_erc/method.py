@@ -5,10 +5,9 @@ AdamW with warm-up and a 2-cycle cosine schedule, gradient accumulation, clippin
 accumulated gradient, and an exponential moving average of the weights that is evaluated,
 selected and used for prediction.
 
-The engine's loop calls ``optimizer.zero_grad / step`` per batch and ``scheduler.step`` per
-epoch; :class:`UpdateStepper` turns those into one update per ``accumulation_steps`` batches
-(clip, AdamW step, schedule step, EMA update), and :class:`EpochEnd` applies what is left at the
-end of each epoch. Nothing in the shared trainer changes.
+Written as build / loss plus the trainer's hooks: the trainer accumulates ``accumulation_steps``
+batches per update and clips the accumulated gradient (``train.clip``); after each update,
+``on_update`` steps the per-update LR schedule and then the EMA of the weights.
 """
 
 from __future__ import annotations
@@ -21,10 +20,8 @@ import numpy as np
 import torch
 
 from merbench.errors import ConfigError
-from merbench.interfaces import FitReport, SplitData
 from merbench.metadata import method_metadata_file
-from merbench.optim import AccumulatingOptimizer
-from merbench.trainer import TorchMethod
+from merbench.trainer import Trainer, TorchMethod
 
 from .model import EMAModel, LipSyncGraphERC, total_loss
 
@@ -60,44 +57,6 @@ def warmup_cosine(total_updates: int, warmup: float, cycles: float) -> Callable[
     return f
 
 
-class UpdateStepper(AccumulatingOptimizer):
-    """The engine's accumulating optimizer with this method's per-update work: after each
-    real update the LR schedule steps (``schedule``, set by ``configure_scheduler``) and the EMA
-    of the weights is updated."""
-
-    def __init__(self, inner: torch.optim.Optimizer, params, accumulation: int = 1, clip: float = 0.0,
-                 ema: EMAModel | None = None):
-        super().__init__(inner, max(1, int(accumulation)), clip, params, after_update=[self._after_update])
-        self.accumulation, self.ema = self.steps, ema
-        self.schedule: torch.optim.lr_scheduler.LRScheduler | None = None
-
-    def _after_update(self) -> None:
-        if self.schedule is not None:
-            self.schedule.step()
-        if self.ema is not None:
-            self.ema.update()
-
-
-class EpochEnd:
-    """What the trainer steps once per epoch: applies the gradients still pending (an odd
-    last batch), so no batch is lost. The LR schedule itself steps per update."""
-
-    def __init__(self, stepper: UpdateStepper):
-        self.stepper = stepper
-
-    def step(self) -> None:
-        self.stepper.flush()
-
-    def state_dict(self) -> dict:
-        s = self.stepper.schedule
-        return {"schedule": s.state_dict() if s is not None else None}
-
-    def load_state_dict(self, state: dict) -> None:
-        s = self.stepper.schedule
-        if s is not None and state.get("schedule") is not None:
-            s.load_state_dict(state["schedule"])
-
-
 class LipSyncGraphERCMethod(TorchMethod):
     name = "lipsync_graph_erc"
     config_dir = Path(__file__).parent
@@ -128,12 +87,18 @@ class LipSyncGraphERCMethod(TorchMethod):
         if unknown:
             raise ConfigError(f"method {self.name}: unknown loss keys {sorted(unknown)}", fix=f"known: {sorted(DEFAULT_LOSS)}")
         self.loss_cfg = {**DEFAULT_LOSS, **loss}
-        self.extra = {k: self.train_cfg.get(k, v) for k, v in DEFAULT_EXTRA_TRAIN.items()}
+        given = self.config.get("train") or {}
+        self.extra = {k: given.get(k, v) for k, v in DEFAULT_EXTRA_TRAIN.items()}
         if self.train_cfg["grad_clip"]:
-            raise ConfigError(f"method {self.name}: train.grad_clip would clip each batch's part of an accumulated "
-                              f"gradient", fix="set train.grad_clip: 0 and use train.clip (applied to the accumulated gradient)")
-        if int(self.extra["accumulation_steps"]) < 1:
-            raise ConfigError(f"method {self.name}: train.accumulation_steps must be >= 1")
+            raise ConfigError(f"method {self.name}: train.grad_clip is this method's train.clip",
+                              fix="set train.grad_clip: 0 and use train.clip (the max norm of the accumulated gradient)")
+        # The trainer accumulates and clips (train.accumulation_steps, train.grad_clip on the
+        # accumulated gradient); this method's defaults and its name for the clip norm feed them.
+        self.train_cfg = {**self.train_cfg, "grad_clip": float(self.extra["clip"]),
+                          "accumulation_steps": int(self.extra["accumulation_steps"])}
+        sched = self.train_cfg.get("scheduler", "warmup_cosine")
+        if sched not in ("warmup_cosine", "none", None):
+            raise ConfigError(f"method {self.name}: unknown train.scheduler {sched!r}", fix="use warmup_cosine (the paper's) or none")
         if not 0.0 <= float(self.extra["ema_decay"]) < 1.0:
             raise ConfigError(f"method {self.name}: train.ema_decay must be in [0, 1)", fix="0 turns the EMA off; the paper uses 0.999")
         bad = set(self.extra["lr_scales"] or {}) - LR_SCALE_KEYS
@@ -173,32 +138,29 @@ class LipSyncGraphERCMethod(TorchMethod):
             out.append({"params": params, "lr": float(t["lr"]) * float(scales.get(key, 1.0)), "weight_decay": wd})
         return out
 
-    def configure_optimizer(self, model):
+    def configure_optimizer(self, model, train_cfg=None):
         net = model.net if isinstance(model, EMAModel) else model
         name = str(self.train_cfg["optimizer"]).lower()
         if name != "adamw":
             raise ConfigError(f"method {self.name}: only adamw is implemented (the paper's optimizer), not {name!r}",
                               fix="set train.optimizer: adamw")
-        inner = torch.optim.AdamW(self._param_groups(net), lr=float(self.train_cfg["lr"]), betas=(0.9, 0.999), eps=1e-8)
-        return UpdateStepper(inner, [p for p in net.parameters() if p.requires_grad],
-                             accumulation=int(self.extra["accumulation_steps"]), clip=float(self.extra["clip"]),
-                             ema=model if isinstance(model, EMAModel) else None)
+        return torch.optim.AdamW(self._param_groups(net), lr=float(self.train_cfg["lr"]), betas=(0.9, 0.999), eps=1e-8)
 
-    def configure_scheduler(self, optimizer, epochs, steps_per_epoch):
-        if not isinstance(optimizer, UpdateStepper):
-            return super().configure_scheduler(optimizer, epochs, steps_per_epoch)
-        if self.train_cfg.get("scheduler", "warmup_cosine") in ("warmup_cosine", None):
-            total = max(1, int(epochs) * math.ceil(steps_per_epoch / optimizer.accumulation))
-            f = warmup_cosine(total, float(self.extra["warmup"]), float(self.extra["cosine_cycles"]))
-            optimizer.schedule = torch.optim.lr_scheduler.LambdaLR(optimizer.inner, f)
-        elif self.train_cfg["scheduler"] != "none":
-            raise ConfigError(f"method {self.name}: unknown train.scheduler {self.train_cfg['scheduler']!r}",
-                              fix="use warmup_cosine (the paper's) or none")
-        return EpochEnd(optimizer)
+    def configure_scheduler(self, optimizer, epochs, updates_per_epoch):
+        return None  # the LR schedule steps per update (on_update), not per epoch
 
-    def fit(self, train: SplitData, valid: SplitData,
-            on_epoch: Callable[[int, int, dict], None] | None = None) -> FitReport:
+    def on_fit_start(self, trainer: Trainer) -> None:
         # Class weights from the training labels only (the original: sklearn "balanced").
-        self.class_weight = torch.from_numpy(balanced_class_weights(train.labels, self.num_classes)) \
+        self.class_weight = torch.from_numpy(balanced_class_weights(trainer.train.labels, self.num_classes)) \
             if self.loss_cfg["class_weights"] else None
-        return super().fit(train, valid, on_epoch=on_epoch)
+        if self.train_cfg.get("scheduler", "warmup_cosine") in ("warmup_cosine", None):
+            total = max(1, int(trainer.cfg["epochs"]) * trainer.updates_per_epoch)
+            f = warmup_cosine(total, float(self.extra["warmup"]), float(self.extra["cosine_cycles"]))
+            trainer.stateful["schedule"] = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, f)
+
+    def on_update(self, trainer: Trainer) -> None:
+        schedule = trainer.stateful.get("schedule")
+        if schedule is not None:
+            schedule.step()
+        if isinstance(trainer.model, EMAModel):
+            trainer.model.update()

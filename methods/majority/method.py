@@ -26,7 +26,7 @@ class MajorityMethod(Method):
     def feature_requests(cls, config, modalities):
         return {}
 
-    def fit(self, train: SplitData, valid: SplitData) -> FitReport:
+    def fit(self, train: SplitData, valid: SplitData, on_epoch=None) -> FitReport:
         counts = np.bincount(train.labels, minlength=self.num_classes)
         self.prior = counts / counts.sum()
         valid_acc = float((valid.labels == self.prior.argmax()).mean())

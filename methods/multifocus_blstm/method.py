@@ -1,16 +1,15 @@
 """Multi-focus BLSTM (ViraAkshat/CS772-Project): unimodal attention BLSTMs, then GMU fusion
-initialised from them, trained in stages inside ``fit``."""
+initialised from them, trained in stages: each stage is its own trainer run."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable
 
 from merbench.errors import ConfigError
-from merbench.interfaces import FitReport, SplitData
+from merbench.interfaces import FitReport, OnEpoch, SplitData
 from merbench.metadata import method_metadata_file
-from merbench.trainer import DEFAULT_TRAIN, TorchMethod
+from merbench.trainer import DEFAULT_TRAIN, Trainer, TorchMethod
 
 from .model import FusedBLSTM, UnimodalBLSTM
 
@@ -23,9 +22,10 @@ _TRAIN_KEYS = set(DEFAULT_TRAIN) | {"scheduler"}
 class MultiFocusBLSTMMethod(TorchMethod):
     """With one modality: that modality's BiLSTM + pooling + linear classifier, trained once.
 
-    With text and audio, ``fit`` runs three stages, each with the trainer's own loop (early stopping
-    and epoch selection on ``valid``, checkpoints, resume): the audio model, the text model, then the
-    fused model built from their trained encoders. Stage settings are ``train`` overlaid with
+    With text and audio, ``fit`` runs three stages, each a separate :class:`~merbench.trainer.Trainer`
+    run (early stopping and epoch selection on ``valid``, checkpoints, resume) with its own
+    modalities, settings and checkpoint folder: the audio model, the text model, then the fused
+    model built from their trained encoders. Stage settings are ``train`` overlaid with
     ``stages.<a|t|fusion>``; ``train.epochs`` caps every stage's epochs (so ``--epochs 1`` gives a
     one-epoch run of each stage).
     """
@@ -47,7 +47,6 @@ class MultiFocusBLSTMMethod(TorchMethod):
             if bad:
                 raise ConfigError(f"method {self.name}: unknown train keys {sorted(bad)} in stages.{s}",
                                   fix=f"known: {sorted(_TRAIN_KEYS)}")
-        self._stage: str | None = None
         self.unimodal_models: dict = {}  # after a multimodal fit: the trained audio / text models
 
     # -- model --------------------------------------------------------------------------
@@ -58,22 +57,24 @@ class MultiFocusBLSTMMethod(TorchMethod):
         return enc, m.get("fusion", "gmu"), m.get("gmu_dim", 128)
 
     def build_model(self, input_dims, num_classes):
+        """One modality: its unimodal model; both: a fresh fused model (the fusion stage builds
+        its model from the trained unimodal ones instead, see :meth:`fit`)."""
         enc, fusion, gmu_dim = self._model_cfg()
-        if len(self.modalities) == 1:
-            m = self.modalities[0]
-            return UnimodalBLSTM(m, input_dims[m], num_classes, **enc)
-        if self._stage == "fusion":
-            return FusedBLSTM.from_unimodal(self.unimodal_models["a"], self.unimodal_models["t"], num_classes,
-                                            fusion=fusion, gmu_dim=gmu_dim)
+        if len(input_dims) == 1:
+            (m, dim), = input_dims.items()
+            return UnimodalBLSTM(m, dim, num_classes, **enc)
         return FusedBLSTM({"a": input_dims["a"], "t": input_dims["t"]}, num_classes, fusion=fusion,
                           gmu_dim=gmu_dim, **enc)
 
-    def _fit_normaliser(self, train: SplitData) -> None:
+    def _fused_from_stages(self, input_dims, num_classes):
+        _, fusion, gmu_dim = self._model_cfg()
+        return FusedBLSTM.from_unimodal(self.unimodal_models["a"], self.unimodal_models["t"], num_classes,
+                                        fusion=fusion, gmu_dim=gmu_dim)
+
+    def standardizes(self, modality: str) -> bool:
         # The original z-normalises the acoustic frames only; the text token states go in raw.
-        super()._fit_normaliser(train)
         only = self.config.get("standardize_modalities")
-        if only is not None:
-            self.norm = {m: v for m, v in self.norm.items() if m in only}
+        return only is None or modality in only
 
     # -- staged fit -------------------------------------------------------------------------
     def stage_train_cfg(self, stage: str) -> dict:
@@ -82,24 +83,7 @@ class MultiFocusBLSTMMethod(TorchMethod):
         cfg["epochs"] = min(int(cfg["epochs"]), int(base["epochs"]))
         return cfg
 
-    def _fit_stage(self, stage: str, train: SplitData, valid: SplitData, staged: bool,
-                   on_epoch: Callable | None) -> FitReport:
-        saved = (self.modalities, self.train_cfg, self.config, self.workdir, self._stage)
-        try:
-            self._stage = stage
-            if stage != "fusion":
-                self.modalities = (stage,)
-            self.train_cfg = self.stage_train_cfg(stage)
-            # The stage is part of the config the checkpoint is keyed by.
-            self.config = {**saved[2], "train": self.train_cfg, "stage": stage}
-            if staged and saved[3] is not None:
-                self.workdir = Path(saved[3]) / f"stage_{stage}"
-            return TorchMethod.fit(self, train, valid, on_epoch=on_epoch)
-        finally:
-            self.modalities, self.train_cfg, self.config, self.workdir, self._stage = saved
-
-    def fit(self, train: SplitData, valid: SplitData,
-            on_epoch: Callable[[int, int, dict], None] | None = None) -> FitReport:
+    def fit(self, train: SplitData, valid: SplitData, on_epoch: OnEpoch | None = None) -> FitReport:
         plan = list(self.modalities) if len(self.modalities) == 1 else list(STAGES)
         staged = len(plan) > 1
         totals = [self.stage_train_cfg(s)["epochs"] for s in plan]
@@ -111,12 +95,16 @@ class MultiFocusBLSTMMethod(TorchMethod):
             cb = None
             if on_epoch is not None:  # one progress bar over all stages
                 cb = (lambda e, t, row, off=offset: on_epoch(off + e, sum(totals), row))
-            report = self._fit_stage(stage, train, valid, staged, cb)
-            reports[stage] = report
+            workdir = Path(self.workdir) / f"stage_{stage}" if staged and self.workdir is not None else self.workdir
+            trainer = Trainer(self, train, valid, modalities=self.modalities if stage == "fusion" else (stage,),
+                              train_cfg=self.stage_train_cfg(stage), workdir=workdir, name=stage, on_epoch=cb,
+                              build_model=self._fused_from_stages if stage == "fusion" else None)
+            report = reports[stage] = trainer.run()
             history += [{**row, "stage": STAGE_CODE[stage]} for row in report.history]
             if staged and stage != "fusion":
-                self.unimodal_models[stage] = self.model
+                self.unimodal_models[stage] = trainer.model
             offset += total
+        self.model, self.batcher = trainer.model, trainer.batcher
         if staged and self.workdir is not None:
             for stage in plan:  # all stages done: their resume checkpoints are no longer needed
                 shutil.rmtree(Path(self.workdir) / f"stage_{stage}", ignore_errors=True)

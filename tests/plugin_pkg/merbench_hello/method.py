@@ -20,7 +20,7 @@ class HelloMethod(Method):
         features = {"t": "text-minilm", **(config.get("features") or {})}
         return super().feature_requests({**config, "features": features}, modalities)
 
-    def fit(self, train, valid):
+    def fit(self, train, valid, on_epoch=None):
         x = train.features["t"].pooled.astype(np.float64)
         self.mean, self.std = x.mean(0), x.std(0) + 1e-6
         z = (x - self.mean) / self.std
@@ -29,6 +29,8 @@ class HelloMethod(Method):
                                    for c in range(self.num_classes)])
         self.present = present
         vm = classification_metrics(valid.labels, self.predict(valid).argmax(1), self.label_names)
+        if on_epoch:
+            on_epoch(1, 1, {"epoch": 1, "valid_weighted_f1": vm.weighted_f1})
         return FitReport(epochs_run=1, best_epoch=1, best_valid_score=vm.weighted_f1, select_metric="weighted_f1")
 
     def predict(self, split):
