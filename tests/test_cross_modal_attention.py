@@ -181,7 +181,7 @@ def test_plateau_steps_on_validation_and_reuses_the_pass(monkeypatch):
 
 def test_sequence_variant_masks_padding():
     m = make("sequence")
-    assert m.levels == {"a": "frames", "v": "frames"}
+    assert m.levels == {"t": "raw", "a": "frames", "v": "frames"}
     split = fake_split(dims={"a": 8, "v": 6}, max_frames=12)
     model = built(m, split).eval()
     lengths = [len(f) for f in split.features["a"].frames]

@@ -147,7 +147,7 @@ def test_bmm_starts_as_the_sum_of_unimodal_logits():
     fused = mf.FusedBLSTM.from_unimodal(audio, text, 4, fusion="concat").eval()
     split = fake_split(dims={"t": 12, "a": 6})
     method = make(variant="bmm")
-    batch = method.batcher.collate(split, list(range(len(split))))
+    batch = method.make_batcher(split).collate(split, list(range(len(split))))
     with torch.no_grad():
         torch.testing.assert_close(fused(batch), audio(batch) + text(batch))
 

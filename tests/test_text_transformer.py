@@ -44,7 +44,7 @@ def test_text_is_read_raw_not_from_a_feature_table():
     split = text_split(["hello there", "a much longer sentence than the first one"])  # no feature tables at all
     m.batcher = m.make_batcher(split)
     assert m.input_dims(split) == {}
-    batch = m.batcher.collate(split, [0, 1])
+    batch = m.make_batcher(split).collate(split, [0, 1])
     ids, mask = batch["text"]["input_ids"], batch["text"]["attention_mask"]
     tok = load_tokenizer("tiny-random-bert")
     for i, t in enumerate(["hello there", "a much longer sentence than the first one"]):
@@ -64,7 +64,7 @@ def test_raw_is_only_for_text_and_keys_are_checked():
 def test_max_length_truncates():
     m = make(over={"encoder": {"name": "tiny-random-bert", "max_length": 8}})
     split = text_split(["word " * 50])
-    assert m.batcher.collate(split, [0])["text"]["input_ids"].shape == (1, 8)
+    assert m.make_batcher(split).collate(split, [0])["text"]["input_ids"].shape == (1, 8)
 
 
 def test_padding_does_not_change_a_prediction():
@@ -73,8 +73,8 @@ def test_padding_does_not_change_a_prediction():
     split = text_split(["short", "this text is a good deal longer than the short one next to it"])
     m.model = m.build_model(m.input_dims(split), len(LABELS)).eval()
     with torch.no_grad():
-        alone = m.forward(m.model, m.batcher.collate(split, [0]))
-        padded = m.forward(m.model, m.batcher.collate(split, [0, 1]))
+        alone = m.forward(m.model, m.make_batcher(split).collate(split, [0]))
+        padded = m.forward(m.model, m.make_batcher(split).collate(split, [0, 1]))
     torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=1e-5)
 
 
@@ -84,7 +84,7 @@ def test_poolings_use_every_parameter(pooling):
     m = make(over={"encoder": {"name": "tiny-random-bert", "pooling": pooling}})
     split = fake_split(dims={})
     model = m.build_model({}, len(LABELS))
-    batch = m.batcher.collate(split, list(range(len(split))))
+    batch = m.make_batcher(split).collate(split, list(range(len(split))))
     m.loss(m.forward(model, batch), batch).backward()
     assert all(p.grad is not None for p in model.parameters())
     assert (model.encoder.model.pooler is not None) == (pooling == "pooler")
@@ -98,7 +98,7 @@ def test_context_variant_prepends_earlier_turns_with_speakers():
     split = text_split(["first line", "second line", "third line", "fourth line"])
     assert m.raw_text.text_inputs(split, 0) == ("Ross: first line", None)
     assert m.raw_text.text_inputs(split, 2) == ("Ross: third line", "Ross: first line Rachel: second line")
-    ids = m.batcher.collate(split, [2])["text"]["input_ids"][0]
+    ids = m.make_batcher(split).collate(split, [2])["text"]["input_ids"][0]
     tok = load_tokenizer("tiny-random-bert")
     assert tok.decode(ids, skip_special_tokens=False) == \
         "[CLS] ross : first line rachel : second line [SEP] ross : third line [SEP]"
@@ -121,7 +121,7 @@ def test_context_never_holds_labels_or_later_turns():
             assert f"line{earlier}" in (context or "")
     # the same, on the tokens handed to the model
     tok = load_tokenizer("tiny-random-bert")
-    decoded = tok.batch_decode(m.batcher.collate(split, list(range(len(split))))["text"]["input_ids"])
+    decoded = tok.batch_decode(m.make_batcher(split).collate(split, list(range(len(split))))["text"]["input_ids"])
     assert not any("label" in d for d in decoded)
 
 
@@ -140,7 +140,7 @@ def test_context_keeps_the_latest_turns_that_fit():
     split = text_split(["alpha beta gamma", "delta epsilon", "zeta eta", "final"])
     current, context = m.raw_text.text_inputs(split, 3)
     assert context is not None and "zeta" in context and "alpha" not in context
-    assert m.batcher.collate(split, [3])["text"]["input_ids"].shape[1] <= 16
+    assert m.make_batcher(split).collate(split, [3])["text"]["input_ids"].shape[1] <= 16
 
 
 def test_short_fit_and_predict(tmp_path):
