@@ -37,8 +37,14 @@ def make(name, variant, mods, over=None):
     # random text encoder instead of a hub model); runs never use them.
     cfg = deep_merge(method_config(cls, variant), deep_merge(getattr(cls, "conformance_overrides", {}), over or {}))
     method = cls(cfg, mods, LABELS, seed=0)
-    split = fake_split(dims={m: 16 for m in mods})
+    split = fake_split(dims=dims_of(cls, cfg, mods))
     return cls, method, split
+
+
+def dims_of(cls, cfg, mods):
+    """16 per modality, or the width a feature request pins (a feature pack's ``dim``)."""
+    requests = cls.feature_requests(cfg, mods)
+    return {m: int(requests[m].options.get("dim", 16)) if m in requests else 16 for m in mods}
 
 
 def rows_of(method, split):
@@ -56,7 +62,7 @@ def test_method_conformance(name, variant, mods):
     cls, method, split = make(name, variant, mods)
     assert cls.metadata.title, "every method needs metadata.title"
     if not isinstance(method, TorchMethod):
-        dims = {m: 16 for m in mods}
+        dims = dims_of(cls, method.config, mods)
         method.fit(split, fake_split(seed=1, name="valid", dims=dims))
         probs = method.predict(fake_split(seed=2, name="test", labels=False, dims=dims))
         assert probs.shape == (len(fake_split(seed=2, dims=dims)), len(LABELS))
@@ -103,7 +109,7 @@ def test_prediction_independent_of_batch_composition(name, variant, mods):
     if not isinstance(method, TorchMethod):
         pytest.skip("not a neural method: predictions are per utterance by construction")
     fresh = method.build_model(method.make_batcher(split).input_dims(split), len(LABELS)).state_dict()
-    report = method.fit(split, fake_split(seed=1, name="valid", dims={m: 16 for m in mods}))
+    report = method.fit(split, fake_split(seed=1, name="valid", dims=dims_of(cls, method.config, mods)))
     assert report.epochs_run >= 1
     trained = method.model.state_dict()
     assert any(not torch.equal(fresh[k], trained[k]) for k in fresh if fresh[k].is_floating_point()), "fit changed nothing"

@@ -160,7 +160,7 @@ def vectors_after_alignment(mods, overrides=()):
     """Each modality's vector before (feature-gate output) and after the alignment step, per real turn."""
     method = make(mods, overrides=overrides)
     split = fake_split(n_dialogues=3, dims={m: 8 for m in mods})
-    method._fit_normaliser(split)
+    method.batcher = method.make_batcher(split)
     torch.manual_seed(0)
     model = method.build_model(method.input_dims(split), len(LABELS)).eval()
     fusion = model.net.fusion
@@ -169,7 +169,7 @@ def vectors_after_alignment(mods, overrides=()):
              for m in mods]
     hooks += [fusion.info_gates[m].register_forward_hook(lambda mod, inp, out, m=m: after.__setitem__(m, inp[0]))
               for m in mods]
-    batch = method.collate(split, split.dialogues())
+    batch = method.batcher.collate(split, split.dialogues())
     with torch.no_grad():
         model(batch)
     for h in hooks:

@@ -104,7 +104,7 @@ class CrossModalAttentionMethod(TorchMethod):
     def build_model(self, input_dims, num_classes):
         m = self.config.get("model") or {}
         groups = m.get("audio_groups")
-        if groups and "a" in self.feature_modalities:
+        if groups and "a" in input_dims:
             widths = [int(g[0]) for g in groups]
             if sum(widths) != input_dims["a"]:
                 raise ConfigError(f"method {self.name}: model.audio_groups input widths {widths} sum to {sum(widths)}, "
