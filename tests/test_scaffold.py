@@ -78,8 +78,8 @@ def check_conformance(name: str, all_subsets: bool = True) -> None:
     cls = get_method(name)
     conformance.test_metadata_is_complete(name)
     for mods in cls.modality_subsets() if all_subsets else [cls.modalities]:
-        conformance.test_method_conformance(name, mods)
-        conformance.test_prediction_independent_of_batch_composition(name, mods)
+        conformance.test_method_conformance(name, "default", mods)
+        conformance.test_prediction_independent_of_batch_composition(name, "default", mods)
 
 
 def short_run(name, tmp_path, variant="default"):
