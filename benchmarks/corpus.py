@@ -160,3 +160,24 @@ def parse_modalities(spec: str | Iterable[str] | None, allowed: Iterable[str] = 
 
 def modality_key(mods: Iterable[str]) -> str:
     return "".join(m for m in MODALITIES if m in set(mods))
+
+
+def named_rows(reader, path) -> Iterable:
+    """The rows of a ``csv`` reader; a CSV error (a cell over the size limit, a quote never closed)
+    becomes one message naming the file and line instead of a bare ``_csv.Error``."""
+    import csv
+
+    from .errors import CorpusNotFoundError
+
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            line = getattr(reader, "reader", reader).line_num  # a DictReader's own line_num lags one row
+            raise CorpusNotFoundError(f"{path}, line {line}: cannot be read as CSV ({e})",
+                                      fix="check that line: a quote opened and never closed makes one huge "
+                                          "cell; a cell must stay under 131072 characters") from None
+        yield row

@@ -173,6 +173,7 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
     files, and per modality the extractor's full settings and cache key (for the result's provenance:
     e.g. the hash of the LipSync weights that chose the face track)."""
     tables, names, n_bad, settings = {}, {}, 0, {}
+    unreadable: list[tuple[list[dict], str]] = []
     for m, req in requests.items():
         extractor = make_extractor(req)
         if extractor.modality != m:
@@ -195,10 +196,9 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
             listing = "; ".join(f"{b['path'] or b['uid']}: {b['reason']}" for b in bad[:5])
             more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
             if on_bad_media == "error":
-                raise MediaError(bad[0]["path"] or bad[0]["uid"],
-                                 f"{len(bad)} unreadable media file(s) for {req.extractor}: {listing}{more}",
-                                 fix="replace or remove these files, or run with --on-bad-media zero to use zero "
-                                     "features for them (the good files are cached already)")
+                # Every requested extractor runs first, so that one message lists all bad files of all kinds.
+                unreadable.append((bad, f"{len(bad)} for {req.extractor}: {listing}{more}"))
+                continue
             reporter.warn(f"{req.extractor}: {len(bad)} unreadable media file(s) zero-filled: {listing}{more}")
             n_bad += len(bad)
         try:
@@ -214,6 +214,13 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
                        "settings": json.loads(json.dumps(extractor.settings(), sort_keys=True, default=str))}
         if pack_report is not None:
             settings[m]["pack"] = json.loads(json.dumps(pack_report, default=str))
+    if unreadable:
+        first = unreadable[0][0][0]
+        raise MediaError(first["path"] or first["uid"],
+                         f"{sum(len(b) for b, _ in unreadable)} unreadable media file(s): "
+                         + "; ".join(text for _, text in unreadable),
+                         fix="replace or remove these files, or run with --on-bad-media zero to use zero "
+                             "features for them (the good files are cached already)")
     return tables, names, n_bad, settings
 
 

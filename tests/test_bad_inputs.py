@@ -417,3 +417,157 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "State:\tZ" not in status  # a zombie waiting for init to reap it is dead
+
+
+class MediaToy(toy.ToyDataset):
+    """The toy corpus with a small wav-like file per utterance under its root."""
+
+    name = "toy"
+
+    def load(self):
+        corpus = toy.ToyDataset.load(self)
+        for i, u in enumerate(corpus.utterances):
+            corpus.utterances[i] = dataclasses.replace(u, audio_path=str(self.root / "audio" / f"{u.uid}.wav"))
+        return corpus
+
+
+def _media_corpus(root: Path) -> Path:
+    (root / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for u in toy.ToyDataset(None).load().utterances:
+        (root / "audio" / f"{u.uid}.wav").write_bytes(rng.bytes(2000))
+    return root
+
+
+def test_a_copied_corpus_and_cache_are_not_extracted_again(tmp_path, monkeypatch):
+    import shutil
+
+    from merbench.features import store
+
+    monkeypatch.setenv("MERBENCH_HOME", str(tmp_path / "home-a"))
+    a = _media_corpus(tmp_path / "corpus-a")
+    corpus_a = MediaToy(a).load()
+    assert corpus_a.root == a and corpus_a.utterances[0].audio_path.startswith(str(a))
+    entry_a = store.extract_corpus(corpus_a, toy.ToyBagOfWords())
+    # corpus and home (its feature cache) copied elsewhere, file times not kept
+    b = tmp_path / "elsewhere" / "corpus-b"
+    shutil.copytree(a, b, copy_function=shutil.copy)
+    shutil.copytree(tmp_path / "home-a", tmp_path / "home-b", copy_function=shutil.copy)
+    monkeypatch.setenv("MERBENCH_HOME", str(tmp_path / "home-b"))
+    calls = []
+    monkeypatch.setattr(toy.ToyBagOfWords, "extract", lambda self, utts: calls.append(len(utts)) or [])
+    reads = []
+    digest = store._content_digest
+    monkeypatch.setattr(store, "_content_digest", lambda p, n: reads.append(p) or digest(p, n))
+    corpus_b = MediaToy(b).load()
+    entry_b = store.extract_corpus(corpus_b, toy.ToyBagOfWords())
+    assert entry_b.relative_to(tmp_path / "home-b") == entry_a.relative_to(tmp_path / "home-a")
+    assert calls == []  # nothing extracted again
+    assert len(reads) == len(corpus_b)  # each media file of the moved copy read once ...
+    reads.clear()
+    assert store.corpus_fingerprint(corpus_b) == store.corpus_fingerprint(corpus_a)
+    assert reads == []  # ... and remembered (corpus a's digests were remembered in home-a, copied too)
+    # same size, other content: another corpus, other features
+    first = Path(corpus_b.utterances[0].audio_path)
+    first.write_bytes(bytes(reversed(first.read_bytes())))
+    assert store.corpus_fingerprint(MediaToy(b).load()) != store.corpus_fingerprint(corpus_a)
+
+
+# -- --root of a generated corpus ---------------------------------------------------------------------
+
+
+def test_root_of_a_generated_corpus_is_never_filled_by_a_run(merbench_home, tmp_path, capsys):
+    typo = tmp_path / "synthtic"
+    rc, out, err = run_cli(capsys, "run", "mlp", "synthetic", "--root", typo, "--results-dir", tmp_path / "r")
+    assert_one_clear_error(rc, out, err, str(typo), "no generated synthetic corpus")
+    assert "bench data prepare synthetic --root" in err and not typo.exists()
+    mine = tmp_path / "my-data"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    rc, out, err = run_cli(capsys, "run", "mlp", "synthetic", "--root", mine, "--results-dir", tmp_path / "r")
+    assert_one_clear_error(rc, out, err, str(mine), "is not empty")
+    rc, out, err = run_cli(capsys, "data", "prepare", "synthetic", "--root", mine)
+    assert_one_clear_error(rc, out, err, str(mine), "is not empty")
+    assert "bench data prepare synthetic --root NEW_FOLDER" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+# -- YAML descriptors: media outside the corpus, broken CSV cells ----------------------------------------
+
+
+def test_media_paths_outside_the_media_root_are_refused_unless_allowed(tmp_path):
+    from test_yaml_corpus import make_rows, write_corpus
+
+    from merbench.datasets.yaml_corpus import open_yaml_corpus
+    from merbench.errors import MerbenchError
+
+    rows = make_rows()
+    rows[3]["wav"] = "../../../../etc/passwd"
+    (tmp_path / "c1").mkdir()
+    desc = write_corpus(tmp_path / "c1", rows=rows, wavs=False)
+    with pytest.raises(MerbenchError) as e:
+        open_yaml_corpus(desc).load()
+    assert "'../../../../etc/passwd' points outside the media root" in e.value.message
+    assert str(desc) in e.value.message and "media_outside_root: true" in e.value.fix
+    (tmp_path / "c2").mkdir()
+    allowed = write_corpus(tmp_path / "c2", rows=rows, wavs=False, media_outside_root=True)
+    corpus = open_yaml_corpus(allowed).load()
+    assert corpus[rows[3]["id"]].audio_path.endswith("etc/passwd")  # allowed explicitly
+
+
+def test_a_huge_csv_cell_names_the_file_and_line(tmp_path, capsys):
+    from test_yaml_corpus import make_rows, write_corpus
+
+    rows = make_rows()
+    rows[5]["utterance"] = "x" * 200_000
+    desc = write_corpus(tmp_path, rows=rows, wavs=False)
+    rc, out, err = run_cli(capsys, "data", "check", desc)
+    assert_one_clear_error(rc, out, err, str(tmp_path / "annotations.csv"), "line 7", "field larger than field limit")
+
+
+# -- bad media: every extractor's files in one message ----------------------------------------------------
+
+
+def test_bad_media_of_every_extractor_are_listed_in_one_message(merbench_home, tmp_path, monkeypatch):
+    from merbench.corpus import Corpus
+    from merbench.errors import MediaError
+    from merbench.interfaces import ExtractedItem, FeatureExtractor
+    from merbench.registry import DATASETS, FEATURES
+
+    class AV(toy.ToyDataset):
+        name = "toy-av"
+        modalities = ("t", "a", "v")
+
+        def load(self):
+            utts = [dataclasses.replace(u, audio_path=f"/m/{u.uid}.wav", video_path=f"/m/{u.uid}.mp4")
+                    for u in toy.ToyDataset.load(self).utterances]
+            return Corpus("toy-av", utts, root=self.root, modalities=("t", "a", "v"))
+
+    def fake(modality, bad_uid, suffix):
+        class Fake(FeatureExtractor):
+            name = f"toy-bad-{modality}"
+            levels = ("pooled",)
+
+            def output_dim(self, level="pooled"):
+                return 4
+
+            def extract(self, utts):
+                if any(u.uid == bad_uid for u in utts):
+                    raise MediaError(f"/m/{bad_uid}.{suffix}", "truncated")
+                return [ExtractedItem(np.ones(4, dtype=np.float32), None) for _ in utts]
+
+        Fake.modality = modality
+        return Fake
+
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
+    monkeypatch.setattr(FEATURES, "_entries", dict(FEATURES._entries))
+    DATASETS.add("toy-av", AV)
+    FEATURES.add("toy-bad-a", fake("a", "d0_1", "wav"))
+    FEATURES.add("toy-bad-v", fake("v", "d2_3", "mp4"))
+    req = RunRequest(method="mlp", dataset="toy-av", modalities="a,v", seeds=[0], results_dir=tmp_path / "r",
+                     overrides=["features.a=toy-bad-a", "features.v=toy-bad-v", "train.epochs=1"])
+    with pytest.raises(MediaError) as e:
+        run(req)
+    msg = e.value.message
+    assert "2 unreadable media file(s)" in msg and "/m/d0_1.wav" in msg and "/m/d2_3.mp4" in msg
+    assert "toy-bad-a" in msg and "toy-bad-v" in msg and "--on-bad-media zero" in e.value.fix

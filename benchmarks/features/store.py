@@ -39,23 +39,85 @@ def settings_hash(extractor: FeatureExtractor) -> str:
     return hashlib.sha256(blob).hexdigest()[:10]
 
 
-def _media_stamp(path: str | None) -> str:
+DIGEST_BLOCK = 1 << 20  # bytes read from the start, middle and end of a large media file
+
+
+def _content_digest(path: Path, size: int) -> str:
+    """Size plus a fast hash of the content: the whole file when small, else three 1 MiB blocks."""
+    h = hashlib.blake2b(digest_size=12)
+    with open(path, "rb") as fh:
+        if size <= 3 * DIGEST_BLOCK:
+            h.update(fh.read())
+        else:
+            for offset in (0, size // 2 - DIGEST_BLOCK // 2, size - DIGEST_BLOCK):
+                fh.seek(offset)
+                h.update(fh.read(DIGEST_BLOCK))
+    return f"{size}:{h.hexdigest()}"
+
+
+class _DigestMemo:
+    """Content digests of media files, remembered under ``$MERBENCH_HOME/media-digests`` by path, size
+    and mtime, so that each file is read once, not on every run."""
+
+    def __init__(self, root: Path | None):
+        from ..paths import home
+
+        key = hashlib.sha256(str(Path(root).resolve() if root else "").encode()).hexdigest()[:16]
+        self.path = home() / "media-digests" / f"{key}.json"
+        try:
+            self.known = json.loads(self.path.read_text())
+            assert isinstance(self.known, dict)
+        except (OSError, ValueError, AssertionError):
+            self.known = {}
+        self.changed = False
+
+    def digest(self, path: str) -> str:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "missing"
+        stamp = [st.st_size, st.st_mtime_ns]
+        got = self.known.get(path)
+        if not (isinstance(got, list) and got[:2] == stamp):
+            try:
+                got = [*stamp, _content_digest(Path(path), st.st_size)]
+            except OSError:
+                return "unreadable"
+            self.known[path] = got
+            self.changed = True
+        return got[2]
+
+    def save(self) -> None:
+        if self.changed:
+            try:
+                atomic_write_json(self.path, self.known)
+            except OSError as e:  # a read-only home only costs re-reading the files next time
+                log.info("media digests not remembered: %s", e)
+
+
+def _where(path: str | None, root: Path | None) -> str:
+    """A media path as the corpus names it: relative to its root, so a moved corpus is the same corpus."""
     if not path:
         return "-"
-    try:
-        st = Path(path).stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return "missing"
+    if root is not None:
+        try:
+            return str(Path(path).resolve().relative_to(Path(root).resolve()))
+        except ValueError:
+            pass
+    return Path(path).name
 
 
 def corpus_fingerprint(corpus: Corpus) -> str:
-    """Name, root and content: ids, texts and each media file's size and mtime, so that a
-    corpus regenerated or edited in place never reuses stale features."""
-    h = hashlib.sha256(f"{corpus.name}|{Path(corpus.root).resolve() if corpus.root else ''}".encode())
+    """Name and content: ids, texts, and each media file's path inside the corpus, size and content
+    digest. Not the corpus's location or file times: a copied or moved corpus (with its cache) keeps
+    its features, an edited one does not."""
+    root = Path(corpus.root) if corpus.root else None
+    memo = _DigestMemo(root)
+    h = hashlib.sha256(f"{corpus.name}|content-v2".encode())
     for u in corpus.utterances:
-        h.update(f"\n{u.uid}|{u.text}|{u.audio_path}|{_media_stamp(u.audio_path)}|{u.video_path}|"
-                 f"{_media_stamp(u.video_path)}".encode())
+        h.update(f"\n{u.uid}|{u.text}|{_where(u.audio_path, root)}|{memo.digest(u.audio_path) if u.audio_path else '-'}|"
+                 f"{_where(u.video_path, root)}|{memo.digest(u.video_path) if u.video_path else '-'}".encode())
+    memo.save()
     return h.hexdigest()[:10]
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from merbench.corpus import Corpus, Utterance
+from merbench.corpus import Corpus, Utterance, named_rows
 from merbench.corpus_text import clean_text, decode_bytes
 from merbench.errors import CorpusNotFoundError, MerbenchError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
@@ -242,7 +242,7 @@ class IEMOCAPDataset(DatasetAdapter):
         if not reader.fieldnames or "name" not in reader.fieldnames or "english" not in reader.fieldnames:
             raise MerbenchError(f"{path}: expected columns name, english (found {reader.fieldnames})",
                                 fix="use MERTools' iemocap-process/transcription-engchi-polish.csv")
-        return {row["name"].strip(): clean_text(row["english"]) for row in reader}
+        return {row["name"].strip(): clean_text(row["english"]) for row in named_rows(reader, path)}
 
     def _read_sessions_4class(self, paths: list[Path]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -251,7 +251,7 @@ class IEMOCAPDataset(DatasetAdapter):
             if not reader.fieldnames or not {"Utterance_ID", "Emotion"} <= set(reader.fieldnames):
                 raise MerbenchError(f"{p}: expected columns Utterance_ID, Emotion (found {reader.fieldnames})",
                                     fix="use the 4-class IEMOCAP session CSVs (Utterance_ID, Text, Emotion)")
-            for i, row in enumerate(reader, start=2):
+            for i, row in enumerate(named_rows(reader, p), start=2):
                 uid, emo = row["Utterance_ID"].strip(), row["Emotion"].strip().lower()
                 lab = LABEL4_OF_CODE.get(emo)
                 if lab is None:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from merbench.corpus import Corpus, Utterance
+from merbench.corpus import Corpus, Utterance, named_rows
 from merbench.corpus_text import clean_text, decode_bytes
 from merbench.download import Download
 from merbench.errors import CorpusNotFoundError, MerbenchError
@@ -66,7 +66,7 @@ def read_split_csv(path: Path) -> list[dict[str, str]]:
                             fix="use the official MELD CSVs (data/MELD/*_sent_emo.csv of the MELD release)")
     rows = []
     line = reader.line_num + 1
-    for cells in reader:
+    for cells in named_rows(reader, path):
         if not any(c.strip() for c in cells):
             line = reader.line_num + 1
             continue

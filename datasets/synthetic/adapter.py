@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from merbench.corpus import Corpus, Utterance
+from merbench.corpus import Corpus, Utterance, named_rows
 from merbench.errors import CorpusNotFoundError, MerbenchError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
 from merbench.protocols import Protocol, split_by_field
@@ -61,10 +61,17 @@ class SyntheticDataset(DatasetAdapter):
     def annotations_path(self) -> Path:
         return self.root / "annotations.csv"
 
+    def __init__(self, root: str | Path | None = None):
+        super().__init__(root)
+        # Only the default location is generated on first use: a folder named with --root (a typo, or
+        # someone's data) is read, never filled; `bench data prepare synthetic --root` creates one.
+        self.generate_on_load = root is None
+
     def ensure_generated(self, progress: bool = True) -> None:
         """Generate the default corpus into ``self.root`` unless annotations.csv is there."""
         if self.annotations_path.exists():
             return
+        gen._check_target(self.root)  # a non-empty folder that is not a generated corpus is never touched
         from merbench.atomic import file_lock
 
         self.root.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +106,12 @@ class SyntheticDataset(DatasetAdapter):
                 fix=self._fix())
 
     def load(self) -> Corpus:
+        if not self.generate_on_load and not self.annotations_path.exists():
+            what = "is not empty and holds" if self.root.is_dir() and any(self.root.iterdir()) else "holds"
+            raise CorpusNotFoundError(
+                f"{self.root} {what} no generated synthetic corpus (no {self.annotations_path.name})",
+                fix=f"check the --root path, or create a corpus with `bench data prepare synthetic --root NEW_FOLDER` "
+                    f"(a new or empty folder)")
         self.ensure_generated(progress=True)
         path = self.annotations_path
         if not path.exists():  # pragma: no cover - generation raises first
@@ -111,7 +124,7 @@ class SyntheticDataset(DatasetAdapter):
             if missing:
                 raise CorpusNotFoundError(f"{path}: missing column(s) {', '.join(missing)} "
                                           f"(expected {', '.join(gen.ANNOTATION_COLUMNS)})", fix=self._fix())
-            for row in reader:
+            for row in named_rows(reader, path):
                 line = reader.line_num
                 where = f"{path}, line {line}"
                 if row["label"] not in gen.EMOTIONS:

@@ -648,7 +648,7 @@ def _check_target(root: Path) -> None:
     if root.is_dir() and any(root.iterdir()) and not (root / "generator.json").exists():
         raise MerbenchError(f"{root} is not empty and holds no synthetic corpus (no generator.json); "
                             "refusing to replace it",
-                            fix="empty or remove that folder, or generate the synthetic corpus into another folder")
+                            fix="choose a new or empty folder: `bench data prepare synthetic --root NEW_FOLDER`")
 
 
 def _swap_into_place(tmp: Path, root: Path) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from merbench.corpus import Corpus, Utterance, dialogues_across_splits, repeated_turns
+from merbench.corpus import Corpus, Utterance, dialogues_across_splits, named_rows, repeated_turns
 from merbench.errors import ConfigError, CorpusNotFoundError
 from merbench.interfaces import DatasetAdapter, DatasetMetadata
 from merbench.protocols import SPLITS, Protocol
@@ -56,7 +56,7 @@ def read_table(path: Path, fmt: str, delimiter: str | None = None) -> tuple[list
                 delim = delimiter or ("\t" if fmt == "tsv" else ",")
                 reader = csv.DictReader(fh, delimiter=delim)
                 header = [h for h in (reader.fieldnames or [])]
-                for row in reader:
+                for row in named_rows(reader, path):
                     rows.append((reader.line_num, {k: _cell(v) for k, v in row.items() if k is not None}))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e})", fix="save the annotation file as UTF-8") from None
@@ -136,6 +136,15 @@ def _file_rows(d: Descriptor, root: Path) -> Source:
                      + (f" and {f.pattern.pattern!r}" if f.unmatched == "skip" else ""),
                      fix="check media_root (or --root) and the glob", cls=CorpusNotFoundError)
     return Source(root, "files", list(f.columns), rows)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies under ``root`` as written (``..`` and absolute paths count; a symlinked
+    media folder inside the root is the corpus owner's choice and stays allowed)."""
+    import os
+
+    p, r = os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(root))
+    return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
 
 
 class YamlCorpus(DatasetAdapter):
@@ -255,6 +264,11 @@ class YamlCorpus(DatasetAdapter):
                 rel = value(kind)
                 if rel:
                     p = self._media_path(rel)
+                    if not d.media_outside_root and not _inside(p, self.root):
+                        raise _error(d.path, f"columns.{kind}", f"{where}: {kind} path {rel!r} points outside the "
+                                     f"media root {self.root}",
+                                     fix="keep media under media_root (or --root), or set media_outside_root: true "
+                                         "in the descriptor to allow paths outside it")
                     # A missing file keeps its path: the extractor reports it as unreadable
                     # media (and --on-bad-media decides) instead of the load failing here.
                     media[kind] = str(p)

@@ -61,7 +61,7 @@ REQUIRED_COLUMNS = ("uid", "label")
 TOP_LEVEL = ("name", "title", "url", "license", "citation", "description", "annotations", "files", "format", "delimiter",
              "media_root", "columns", "labels", "label_map", "ignore_labels", "split_column", "split_values",
              "protocol", "protocol_name", "version", "headline_metric", "seeds", "meta_columns",
-             "case_insensitive_labels")
+             "case_insensitive_labels", "media_outside_root")
 RULES = {"random_dialogue": ("rule", "seed", "valid", "test"),
          "leave_one_group_out": ("rule", "column", "seed", "valid")}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -316,6 +316,8 @@ class Descriptor:
     meta_columns: tuple[str, ...]
     metadata: DatasetMetadata
     case_insensitive_labels: bool = False
+    # Media paths of the table may point outside media_root (e.g. ../shared/audio) only when this is set.
+    media_outside_root: bool = False
 
     @property
     def source_name(self) -> str:
@@ -594,6 +596,9 @@ def parse_descriptor(path: str | Path) -> Descriptor:
     headline = data.get("headline_metric", "weighted_f1")
     if headline not in METRICS:
         raise _error(path, "headline_metric", f"{headline!r} is not one of {', '.join(METRICS)}")
+    outside = data.get("media_outside_root", False)
+    if not isinstance(outside, bool):
+        raise _error(path, "media_outside_root", f"{outside!r} is not true or false")
     seeds = data.get("seeds", 3)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise _error(path, "seeds", f"{seeds!r} must be a positive integer (the default number of seeds)")
@@ -605,4 +610,5 @@ def parse_descriptor(path: str | Path) -> Descriptor:
                       media_root=media_root, columns=columns, labels=tuple(labels), label_map=label_map,
                       ignore_labels=frozenset(ignore), split_column=split_column, split_values=split_values,
                       rule=rule, protocol_name=protocol_name, version=version, headline_metric=headline, seeds=seeds,
-                      meta_columns=meta_columns, metadata=metadata, case_insensitive_labels=fold)
+                      meta_columns=meta_columns, metadata=metadata, case_insensitive_labels=fold,
+                      media_outside_root=outside)
