@@ -24,6 +24,20 @@ Every bad input tried here, with the message expected (``error:`` line; ``fix:``
 | ``checkpoint.pt`` cut in half | same warning; fold restarts |
 | ``fold.json`` cut in half | warning ``.../fold.json: damaged finished-fold file``; fold restarts |
 | same corpus name, 20 labels changed | retrained into ``...-m<manifest>.json``; the first result kept |
+| same ids and labels, one text edited | warning ``... was made from other inputs (... corpus fingerprint ...)``; not shown as this run's result until ``--force`` |
+| result files: a top-level list / missing fields / not JSON | ``skipped: result file ... holds a JSON list`` / ``is not a complete result`` / ``cannot read result file``; ``--strict``: ``3 result file(s) cannot be read`` |
+| feature cache part cut in half | warning ``feature cache .../part-00000.npz is damaged (...); it is extracted again`` (run and ``bench features extract``) |
+| feature cache part with flipped bytes inside (CRC) | the same warning when the table is loaded; extracted again |
+| stale ``.part-*.tmp`` of a killed extraction | removed by the next extraction |
+| ``kill -9`` of a process with extraction workers | the workers die with it (``PR_SET_PDEATHSIG``) |
+| files written atomically | mode ``0666 & ~umask``, not ``0600`` |
+| corpus and ``$MERBENCH_HOME`` copied elsewhere | the same cache entry: nothing extracted again |
+| ``bench run ... synthetic --root <typo>`` | ``<typo> holds no generated synthetic corpus``; fix ``bench data prepare synthetic --root NEW_FOLDER``; nothing created |
+| ``--root`` / ``data prepare --root`` of a non-empty foreign folder | ``... is not empty and holds no ... synthetic corpus``; the folder untouched |
+| descriptor media path ``../../../../etc/passwd`` | ``... audio path '../../../../etc/passwd' points outside the media root``; allowed by ``media_outside_root: true`` |
+| a 200,000-character CSV cell | ``.../annotations.csv, line 7: cannot be read as CSV (field larger than field limit (131072))`` |
+| bad audio and bad video files, two extractors | one message: ``2 unreadable media file(s): 1 for toy-bad-a: ...; 1 for toy-bad-v: ...`` |
+| a wav cut in half | ``cannot read media file ...: truncated: the header promises N bytes of audio, the file holds M`` |
 
 ``--set train.lr=3e-4`` (YAML 1.1 reads it as a string) is read as the number it means.
 """
@@ -495,7 +509,16 @@ def test_root_of_a_generated_corpus_is_never_filled_by_a_run(merbench_home, tmp_
 # -- YAML descriptors: media outside the corpus, broken CSV cells ----------------------------------------
 
 
-def test_media_paths_outside_the_media_root_are_refused_unless_allowed(tmp_path):
+@pytest.fixture
+def isolated_datasets(monkeypatch):
+    """YAML corpora registered by a test vanish after it (their name is reused by other tests)."""
+    from merbench.registry import DATASETS
+
+    DATASETS.names()
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
+
+
+def test_media_paths_outside_the_media_root_are_refused_unless_allowed(tmp_path, isolated_datasets):
     from test_yaml_corpus import make_rows, write_corpus
 
     from merbench.datasets.yaml_corpus import open_yaml_corpus
@@ -515,7 +538,7 @@ def test_media_paths_outside_the_media_root_are_refused_unless_allowed(tmp_path)
     assert corpus[rows[3]["id"]].audio_path.endswith("etc/passwd")  # allowed explicitly
 
 
-def test_a_huge_csv_cell_names_the_file_and_line(tmp_path, capsys):
+def test_a_huge_csv_cell_names_the_file_and_line(tmp_path, capsys, isolated_datasets):
     from test_yaml_corpus import make_rows, write_corpus
 
     rows = make_rows()
@@ -571,3 +594,20 @@ def test_bad_media_of_every_extractor_are_listed_in_one_message(merbench_home, t
     msg = e.value.message
     assert "2 unreadable media file(s)" in msg and "/m/d0_1.wav" in msg and "/m/d2_3.mp4" in msg
     assert "toy-bad-a" in msg and "toy-bad-v" in msg and "--on-bad-media zero" in e.value.fix
+
+
+def test_a_truncated_wav_is_bad_media_not_silently_short(tmp_path):
+    import soundfile as sf
+
+    from merbench.errors import MediaError
+    from merbench.features.media import read_audio
+
+    wav = tmp_path / "a.wav"
+    t = np.arange(16000) / 16000
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000, subtype="PCM_16")
+    assert len(read_audio(wav)) == 16000
+    data = wav.read_bytes()
+    wav.write_bytes(data[:len(data) // 2])
+    with pytest.raises(MediaError) as e:
+        read_audio(wav)
+    assert e.value.path == str(wav) and "truncated" in e.value.reason and "32000 bytes" in e.value.reason

@@ -108,6 +108,29 @@ def _av_audio(path: Path, sr: int) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
 
 
+def _check_wav_length(path: Path) -> None:
+    """A wav whose header promises more audio than the file holds was cut short (a copy or download that
+    stopped): libsndfile would read the part that is there without a word."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # not RIFF/WAVE: soundfile decides
+        offset = 12
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk, length = struct.unpack("<4sI", fh.read(8))
+            if chunk == b"data":
+                have = size - offset - 8
+                if length not in (0, 0xFFFFFFFF) and have < length:  # 0 / max: written by a stream, size unknown
+                    raise MediaError(path, f"truncated: the header promises {length} bytes of audio, the file holds "
+                                           f"{have}", fix="copy or download the file again")
+                return
+            offset += 8 + length + (length & 1)
+
+
 def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
     """Mono float32 samples of an audio file at ``sr`` Hz.
 
@@ -123,6 +146,8 @@ def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
     else:
         import soundfile as sf
 
+        if path.suffix.lower() == ".wav":
+            _check_wav_length(path)
         try:
             data, native = sf.read(str(path), dtype="float32", always_2d=True)
         except Exception as e:  # libsndfile raises several types (LibsndfileError, RuntimeError, TypeError)
