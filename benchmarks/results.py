@@ -91,6 +91,7 @@ class RunResult(BaseModel):
     test: Metrics  # combined over folds
     parameters: int | None = None
     bad_media: int = 0
+    bad_media_by_kind: dict[str, int] = Field(default_factory=dict)  # e.g. {"audio": 1, "video": 2}: unreadable files
     # The corpus content the run read (ids, texts, labels' source, media content); "" in older files.
     corpus_fingerprint: str = ""
     provenance: Provenance = Field(default_factory=Provenance)

@@ -212,6 +212,8 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
         names[m] = f"{req.label()}@v{extractor.version}"
         settings[m] = {"cache_key": Path(entry).name, "corpus": Path(entry).parent.parent.name,
                        "settings": json.loads(json.dumps(extractor.settings(), sort_keys=True, default=str))}
+        if bad:
+            settings[m]["bad_media"] = len(bad)
         if pack_report is not None:
             settings[m]["pack"] = json.loads(json.dumps(pack_report, default=str))
     if unreadable:
@@ -463,6 +465,8 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
             headline_metric=protocol.headline_metric, select_metric=config.get("train", {}).get("select_metric", ""),
             fold_combination=protocol.fold_combination if len(fold_results) > 1 else "single split",
             folds=fold_results, test=combined, parameters=params, bad_media=n_bad, corpus_fingerprint=fingerprint,
+            bad_media_by_kind={MODALITY_NAMES[m]: s["bad_media"] for m, s in feature_settings.items()
+                               if s.get("bad_media")},
             provenance=prov))
         # Side files first, the result JSON last: a result file means a complete run.
         atomic_write_text(out.with_suffix(".predictions.csv"), _predictions_csv(pred_rows, protocol.label_names))

@@ -594,6 +594,10 @@ def test_bad_media_of_every_extractor_are_listed_in_one_message(merbench_home, t
     msg = e.value.message
     assert "2 unreadable media file(s)" in msg and "/m/d0_1.wav" in msg and "/m/d2_3.mp4" in msg
     assert "toy-bad-a" in msg and "toy-bad-v" in msg and "--on-bad-media zero" in e.value.fix
+    # with zero features for them, the result records how many of each kind
+    (out,) = run(dataclasses.replace(req, on_bad_media="zero"))
+    result = read_result(out)
+    assert result.bad_media == 2 and result.bad_media_by_kind == {"audio": 1, "video": 1}
 
 
 def test_a_truncated_wav_is_bad_media_not_silently_short(tmp_path):
