@@ -191,6 +191,33 @@ def test_skip_existing_and_restart_reruns_only_the_missing_run(merbench_home, tm
     assert len(count_runs) == 4 and len(forced.done) == 4
 
 
+def test_a_relabelled_corpus_of_the_same_name_is_run_again_by_the_sweep(merbench_home, tmp_path, count_runs,
+                                                                        monkeypatch):
+    """The sweep skips a run only when a result exists for the corpus's current split manifest."""
+    import dataclasses
+
+    suite = toy_suite(tmp_path)
+    run_sweep(expand_suite(suite, tmp_path / "res"), executor="inline")
+    count_runs.clear()
+    original_load = toy.ToyDataset.load
+
+    def relabelled(self):
+        corpus = original_load(self)
+        for i in range(20):  # same ids, 20 labels changed: another split manifest
+            u = corpus.utterances[i]
+            corpus.utterances[i] = dataclasses.replace(u, label=toy.LABELS[(toy.LABELS.index(u.label) + 1) % 4])
+        return corpus
+
+    monkeypatch.setattr(toy.ToyDataset, "load", relabelled)
+    second = run_sweep(expand_suite(suite, tmp_path / "res"), executor="inline")
+    assert len(count_runs) == 4 and len(second.done) == 4 and not second.skipped
+    manifests = {read_result(p).manifest_hash for p, _ in iter_results(tmp_path / "res")}
+    assert len(manifests) == 2 and len(list(iter_results(tmp_path / "res"))) == 8  # both corpora's results kept
+    count_runs.clear()
+    third = run_sweep(expand_suite(suite, tmp_path / "res"), executor="inline")  # now each has its own result
+    assert count_runs == [] and len(third.skipped) == 4
+
+
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(merbench_home, tmp_path, count_runs):
     suite = toy_suite(tmp_path, broken={"methods": ["majority"], "protocols": ["meld-7"], "modalities": ["t"],
                                         "seeds": 1, "root": "no-such-corpus"})

@@ -97,6 +97,40 @@ def execute_job(job: SweepJob, worker_init: Callable[[], None] | None = None,
                 "fix": getattr(e, "fix", None), "traceback": traceback.format_exc()}
 
 
+def _current_manifest(job: SweepJob, cache: dict) -> str | None:
+    """The split manifest hash the job's protocol gives on the corpus as it is now (None when the
+    corpus cannot be read here: the run itself would fail and say why)."""
+    from ..registry import resolve_dataset
+
+    req = job.request
+    key = (str(req.dataset), str(req.root), req.protocol)
+    if key not in cache:
+        try:
+            adapter_cls = resolve_dataset(req.dataset)
+            cache[key] = adapter_cls.protocol(req.protocol).build(adapter_cls(req.root).load()).manifest_hash
+        except MerbenchError:
+            cache[key] = None
+    return cache[key]
+
+
+def _result_exists(job: SweepJob, manifests: dict) -> bool:
+    """A job is skipped only when a result of it exists for the corpus's current split manifest: a
+    relabelled corpus of the same name runs again (the runner writes it beside the old result, under
+    a name with the manifest hash; see merbench.runner.result_target)."""
+    from ..results import alternate_result_path
+
+    if not job.result_path.exists():
+        return False
+    try:
+        have = json.loads(job.result_path.read_text()).get("manifest_hash")
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable: the runner names it and decides
+    now = _current_manifest(job, manifests)
+    if now is None or have == now:
+        return True
+    return alternate_result_path(job.result_path, now).exists()
+
+
 def _pool_init(threads: int, worker_init, env: dict[str, str]) -> None:
     # N workers on a shared machine: split the cores, or every worker's torch would take them all
     # (OpenMP threads that wait on each other slow small models down many times over).
@@ -137,7 +171,8 @@ def run_sweep(plan: SweepPlan | Sequence[SweepJob], *, executor: str = "local", 
               gpus_per_run: float | None = None, worker_init: Callable[[], None] | None = None,
               on_outcome: Callable[[JobOutcome], None] | None = None,
               ray_init_kwargs: dict | None = None, threads_per_worker: int | None = None) -> SweepSummary:
-    """Run every job of ``plan`` whose result file does not exist yet (all of them with ``force``).
+    """Run every job of ``plan`` with no result yet for the corpus's current split manifest (all of
+    them with ``force``).
 
     ``executor``: ``local`` (``workers`` spawned processes), ``ray`` (one Ray task per job, on the
     cluster at ``address`` or a local instance; ``workers`` caps the tasks in flight, None for no cap)
@@ -159,8 +194,9 @@ def run_sweep(plan: SweepPlan | Sequence[SweepJob], *, executor: str = "local", 
             on_outcome(o)
 
     pending = []
+    manifests: dict = {}
     for job in jobs:
-        if job.result_path.exists() and not force:
+        if not force and _result_exists(job, manifests):
             emit(JobOutcome(job, "skipped"))
         else:
             pending.append(replace(job, request=replace(job.request, force=force)))
