@@ -284,6 +284,9 @@ class FeatureExtractor(ABC):
 class ExtractedItem:
     pooled: np.ndarray  # (D,)
     frames: np.ndarray | None = None  # (T, D_f)
+    # What the extractor noticed and the cache must remember (a resumed or reused extraction has
+    # no extractor state to ask): e.g. "no_face" when whole frames stood in for a face crop.
+    notes: tuple[str, ...] = ()
 
 
 class Method(ABC):

@@ -30,7 +30,7 @@ from .config import config_hash, method_config, resolve_select_metric
 from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
 from .errors import ConfigError, DamagedFileError, MediaError, MerbenchError
 from .features.factory import check_options, make_extractor
-from .features.store import bad_media, corpus_fingerprint, extract_corpus, load_table
+from .features.store import bad_media, corpus_fingerprint, extract_corpus, load_table, media_notes
 from .interfaces import FeatureTable, Method, SplitData
 from .metrics import classification_metrics, combine_folds
 from .paths import home
@@ -214,6 +214,12 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
                        "settings": json.loads(json.dumps(extractor.settings(), sort_keys=True, default=str))}
         if bad:
             settings[m]["bad_media"] = len(bad)
+        notes = media_notes(entry)
+        if notes.get("no_face"):
+            # Not unreadable, but not what the features claim either: whole frames stood in for a face.
+            settings[m]["no_face"] = len(notes["no_face"])
+            reporter.warn(f"{req.extractor}: no face found in {len(notes['no_face'])} of {len(corpus)} utterances "
+                          f"(whole frames used), e.g. {', '.join(notes['no_face'][:3])}")
         if pack_report is not None:
             settings[m]["pack"] = json.loads(json.dumps(pack_report, default=str))
     if unreadable:
@@ -465,8 +471,10 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
             headline_metric=protocol.headline_metric, select_metric=config.get("train", {}).get("select_metric", ""),
             fold_combination=protocol.fold_combination if len(fold_results) > 1 else "single split",
             folds=fold_results, test=combined, parameters=params, bad_media=n_bad, corpus_fingerprint=fingerprint,
-            bad_media_by_kind={MODALITY_NAMES[m]: s["bad_media"] for m, s in feature_settings.items()
-                               if s.get("bad_media")},
+            bad_media_by_kind={**{MODALITY_NAMES[m]: s["bad_media"] for m, s in feature_settings.items()
+                                  if s.get("bad_media")},
+                               **{f"{MODALITY_NAMES[m]}_no_face": s["no_face"] for m, s in feature_settings.items()
+                                  if s.get("no_face")}},
             provenance=prov))
         # Side files first, the result JSON last: a result file means a complete run.
         atomic_write_text(out.with_suffix(".predictions.csv"), _predictions_csv(pred_rows, protocol.label_names))

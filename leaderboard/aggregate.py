@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -71,6 +71,9 @@ class LeaderboardRow:
     paper_error: str | None = None  # why no paper lookup was possible (unregistered, import error)
     parameters: int | None = None
     bad_media: int = 0  # largest count of unreadable media over the seeds
+    # Largest count per kind over the seeds: unreadable files per modality ("audio": 2) and media
+    # that were read but gave no face ("video_no_face": 5).
+    bad_media_by_kind: dict[str, int] = field(default_factory=dict)
     files: tuple[str, ...] = ()  # result files, relative to the results root, sorted
     # What this row's config changes against its variant's defaults, e.g. "epochs=1" (empty: nothing,
     # or the method could not be loaded); ``label`` is what every table and chart calls the row.
@@ -319,6 +322,8 @@ def _build_row(results: list[tuple[Path, RunResult]], root: Path | None, headlin
         paper_error=err,
         parameters=params,
         bad_media=max((r.bad_media for _, r in kept), default=0),
+        bad_media_by_kind={k: max(r.bad_media_by_kind.get(k, 0) for _, r in kept)
+                           for k in sorted({k for _, r in kept for k in r.bad_media_by_kind})},
         files=tuple(sorted(_rel(p, root) for p, _ in kept)),
         config_changes=_config_changes(cls, first),
         select_metric=", ".join(s for s in selected if s),

@@ -161,9 +161,15 @@ def _section_lines(section: LeaderboardSection, notes: _Footnotes,
 
     extra: list[str] = list(section.warnings)
     for r in section.rows:
+        kinds = dict(r.bad_media_by_kind)
+        no_face = {k: kinds.pop(k) for k in list(kinds) if k.endswith("_no_face")}
         if r.bad_media:
+            by_kind = f" ({', '.join(f'{k} {n}' for k, n in kinds.items())})" if kinds else ""
             extra.append(f"{r.method}/{r.label}/{r.modalities}: up to {r.bad_media} unreadable media "
-                         "file(s) per run were replaced by zero features")
+                         f"file(s) per run{by_kind} were replaced by zero features")
+        if no_face:
+            extra.append(f"{r.method}/{r.label}/{r.modalities}: no face found in up to {sum(no_face.values())} "
+                         "video(s) per run; whole frames stood in for the face crop")
     missing = sorted({(r.method, r.paper_error) for r in section.rows if r.paper_error})
     extra += [f"no paper number for `{m}`: {err}" for m, err in missing]
     if extra:

@@ -37,6 +37,7 @@ Every bad input tried here, with the message expected (``error:`` line; ``fix:``
 | descriptor media path ``../../../../etc/passwd`` | ``... audio path '../../../../etc/passwd' points outside the media root``; allowed by ``media_outside_root: true`` |
 | a 200,000-character CSV cell | ``.../annotations.csv, line 7: cannot be read as CSV (field larger than field limit (131072))`` |
 | bad audio and bad video files, two extractors | one message: ``2 unreadable media file(s): 1 for toy-bad-a: ...; 1 for toy-bad-v: ...`` |
+| a video in which no face is found (whole frames stand in) | warning ``no face found in N of M utterances``; result ``bad_media_by_kind: {"video_no_face": N}`` (kept by the cache); leaderboard note ``no face found in up to N video(s) per run`` |
 | a wav cut in half | ``cannot read media file ...: truncated: the header promises N bytes of audio, the file holds M`` |
 
 ``--set train.lr=3e-4`` (YAML 1.1 reads it as a string) is read as the number it means.
@@ -615,3 +616,36 @@ def test_a_truncated_wav_is_bad_media_not_silently_short(tmp_path):
     with pytest.raises(MediaError) as e:
         read_audio(wav)
     assert e.value.path == str(wav) and "truncated" in e.value.reason and "32000 bytes" in e.value.reason
+
+
+class ToyNoFace(toy.ToyBagOfWords):
+    """Marks the first turn of every dialogue as an utterance where no face was found (as the video
+    extractors do when whole frames stand in for a face crop)."""
+
+    name = "toy-noface"
+
+    def extract(self, utterances):
+        items = super().extract(utterances)
+        for u, item in zip(utterances, items):
+            if u.turn == 0:
+                item.notes = ("no_face",)
+        return items
+
+
+def test_media_without_a_face_are_counted_in_the_result_and_the_leaderboard(merbench_home, tmp_path):
+    from merbench.registry import FEATURES
+
+    if "toy-noface" not in FEATURES:
+        FEATURES.add("toy-noface", ToyNoFace)
+    req = dict(MLP, overrides=["features.t=toy-noface", "train.epochs=1"], results_dir=tmp_path / "results")
+    rec = Recorder()
+    (path,) = run(RunRequest(**req, seeds=[0]), rec)
+    n_dialogues = len({u.dialogue_id for u in toy.ToyDataset().load().utterances})
+    assert read_result(path).bad_media_by_kind == {"text_no_face": n_dialogues}
+    assert any(f"no face found in {n_dialogues} of" in w for w in rec.warnings), rec.warnings
+    # A second seed reuses the cache: the extractor never runs, the count still comes from the cache.
+    (second,) = run(RunRequest(**req, seeds=[1]), Recorder())
+    assert read_result(second).bad_media_by_kind == {"text_no_face": n_dialogues}
+    out = tmp_path / "LEADERBOARD.md"
+    assert main(["leaderboard", "--results-dir", str(tmp_path / "results"), "--output", str(out)]) == 0
+    assert f"no face found in up to {n_dialogues} video(s) per run" in out.read_text()

@@ -183,6 +183,8 @@ def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem 
     arrays = {
         "uids": np.array([u.uid for u in utts]),
         "bad": np.array([[b["uid"], b["path"], b["reason"]] for b in part_bad], dtype=str).reshape(-1, 3),
+        "notes": np.array([[u.uid, note] for u, it in zip(utts, items) if it is not None for note in it.notes],
+                          dtype=str).reshape(-1, 2),
         "pooled": pooled,
         "valid": valid,
         "frame_lengths": lengths,
@@ -352,9 +354,10 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
                 if progress:
                     progress(done, len(utts))
         bad.sort(key=lambda b: b["uid"])
+        notes = _part_notes(entry, len(parts))
         meta = {"corpus": corpus.name, "root": str(corpus.root), "extractor": extractor.name,
                 "version": extractor.version, "settings": extractor.settings(), "parts": len(parts),
-                "count": len(utts), **dims, "bad_media": bad,
+                "count": len(utts), **dims, "bad_media": bad, "notes": notes,
                 "part_sizes": [(entry / f"part-{k:05d}.npz").stat().st_size for k in range(len(parts))]}
         atomic_write_json(entry / "meta.json", meta)
     if bad:
@@ -386,3 +389,19 @@ def load_table(entry: Path, uids: Sequence[str] | None = None, frames: bool = Tr
 
 def bad_media(entry: Path) -> list[dict]:
     return json.loads((entry / "meta.json").read_text()).get("bad_media", [])
+
+
+def _part_notes(entry: Path, n_parts: int) -> dict[str, list[str]]:
+    """note -> utterance ids, gathered from every part (fresh or finished before an interruption)."""
+    notes: dict[str, list[str]] = {}
+    for k in range(n_parts):
+        with np.load(entry / f"part-{k:05d}.npz") as z:
+            for uid, note in (z["notes"] if "notes" in z.files else []):
+                notes.setdefault(str(note), []).append(str(uid))
+    return {note: sorted(uids) for note, uids in sorted(notes.items())}
+
+
+def media_notes(entry: Path) -> dict[str, list[str]]:
+    """What the extractor noticed per utterance (e.g. ``{"no_face": [uids]}``); {} for caches made
+    before notes were kept."""
+    return json.loads((entry / "meta.json").read_text()).get("notes", {})

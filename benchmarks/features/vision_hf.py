@@ -182,7 +182,10 @@ class HFVisionExtractor(FeatureExtractor):
             self.counts["no_face"] += 1
         elif n_tracks > 1:
             self.counts["several_faces"] += 1
-        return self.embed(colour_crops(frames, boxes, self.margin))
+        item = self.embed(colour_crops(frames, boxes, self.margin))
+        if boxes is None:
+            item.notes = ("no_face",)
+        return item
 
     def extract(self, utterances: Sequence[Utterance]) -> list[ExtractedItem]:
         return extract_face_clips(self, utterances)

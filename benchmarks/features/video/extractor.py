@@ -150,7 +150,7 @@ class FaceCropExtractor(FeatureExtractor):
             boxes, margin = tracks[k].filled(), self.margin
         desc = frame_descriptor(grey_crops(frames, boxes, self.crop_size, margin), boxes, frames.shape[1:3])
         pooled = np.concatenate([desc.mean(0), desc.std(0)]).astype(np.float32)
-        return ExtractedItem(pooled=pooled, frames=desc)
+        return ExtractedItem(pooled=pooled, frames=desc, notes=() if tracks else ("no_face",))
 
     def extract(self, utterances: Sequence[Utterance]) -> list[ExtractedItem]:
         return extract_face_clips(self, utterances)
