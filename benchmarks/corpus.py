@@ -180,4 +180,23 @@ def named_rows(reader, path) -> Iterable:
             raise CorpusNotFoundError(f"{path}, line {line}: cannot be read as CSV ({e})",
                                       fix="check that line: a quote opened and never closed makes one huge "
                                           "cell; a cell must stay under 131072 characters") from None
+        if isinstance(row, dict) and None in row.values():
+            # DictReader fills the cells a short row lacks with None: a file cut mid-row (or a row
+            # that lost its delimiters) would otherwise read as empty labels or texts.
+            line = reader.line_num
+            have = sum(1 for k, v in row.items() if k is not None and v is not None)
+            raise CorpusNotFoundError(f"{path}, line {line}: {have} of the header's {len(reader.fieldnames)} "
+                                      "fields" + (" (the last line: the file looks cut short)"
+                                                  if _at_end(rows) else ""),
+                                      fix="restore the file (copy it again), or give the row all its fields") from None
         yield row
+
+
+def _at_end(rows) -> bool:
+    try:
+        next(rows)
+    except StopIteration:
+        return True
+    except Exception:  # noqa: BLE001 - only asking whether more follows
+        return False
+    return False

@@ -38,6 +38,7 @@ Every bad input tried here, with the message expected (``error:`` line; ``fix:``
 | a 200,000-character CSV cell | ``.../annotations.csv, line 7: cannot be read as CSV (field larger than field limit (131072))`` |
 | bad audio and bad video files, two extractors | one message: ``2 unreadable media file(s): 1 for toy-bad-a: ...; 1 for toy-bad-v: ...`` |
 | a video in which no face is found (whole frames stand in) | warning ``no face found in N of M utterances``; result ``bad_media_by_kind: {"video_no_face": N}`` (kept by the cache); leaderboard note ``no face found in up to N video(s) per run`` |
+| a CSV cut mid-row | ``.../annotations.csv, line N: 3 of the header's 10 fields (the last line: the file looks cut short)`` |
 | a wav cut in half | ``cannot read media file ...: truncated: the header promises N bytes of audio, the file holds M`` |
 
 ``--set train.lr=3e-4`` (YAML 1.1 reads it as a string) is read as the number it means.
@@ -547,6 +548,20 @@ def test_a_huge_csv_cell_names_the_file_and_line(tmp_path, capsys, isolated_data
     desc = write_corpus(tmp_path, rows=rows, wavs=False)
     rc, out, err = run_cli(capsys, "data", "check", desc)
     assert_one_clear_error(rc, out, err, str(tmp_path / "annotations.csv"), "line 7", "field larger than field limit")
+
+
+def test_a_csv_cut_mid_row_names_the_file_and_line(tmp_path, capsys, isolated_datasets):
+    from test_yaml_corpus import make_rows, write_corpus
+
+    desc = write_corpus(tmp_path, rows=make_rows(), wavs=False)
+    table = tmp_path / "annotations.csv"
+    text = table.read_text(encoding="utf-8").rstrip("\n")
+    lines = text.split("\n")
+    last = lines[-1]
+    table.write_text("\n".join(lines[:-1] + [",".join(last.split(",")[:3])]) + "\n", encoding="utf-8")  # cut mid-row
+    rc, out, err = run_cli(capsys, "data", "check", desc)
+    assert_one_clear_error(rc, out, err, str(table), f"line {len(lines)}", "3 of the header's",
+                           "the file looks cut short")
 
 
 # -- bad media: every extractor's files in one message ----------------------------------------------------
