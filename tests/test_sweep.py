@@ -65,8 +65,9 @@ def test_default_suite_expands_to_the_agreed_runs(tmp_path):
     real = ("meld-7", "meld-3", "iemocap-6", "iemocap-4-loso", "mosi-2", "mosi-7")
     as_published = ("meld-oversampled-leaky", "iemocap-4-random8020")
     for proto in real + as_published:
-        for method in ("majority", "mlp"):
-            assert got[(proto, method)] == {("t", s) for s in seeds}
+        assert got[(proto, "majority")] == {("t", s) for s in seeds}
+        # mosi-2 also has text + real audio (the soujanyaporia feature pack)
+        assert got[(proto, "mlp")] == {(m, s) for m in (("t", "ta") if proto == "mosi-2" else ("t",)) for s in seeds}
     assert got[("synthetic-4", "text_transformer")] == {("t", s) for s in seeds}
     # The paper methods (CPU-budget variants where named), on their papers' protocols.
     by_variant = {}
@@ -89,9 +90,12 @@ def test_default_suite_expands_to_the_agreed_runs(tmp_path):
              ("meld-7", "lipsync_graph_erc", "default", "t"), ("iemocap-6", "lipsync_graph_erc", "default", "t")]
     for proto, method, name, mods in paper:
         assert by_variant[(proto, method, name)] == {(mods, s) for s in seeds}, (proto, method, name)
+    for method in ("miust", "multifocus_blstm"):  # MOSI text, and text + the real audio pack
+        assert by_variant[("mosi-2", method, "cpu")] == {(m, s) for m in ("t", "ta") for s in seeds}
     assert by_variant[("synthetic-4", "lipsync_graph_erc", "default")] == {(m, s) for m in ("t", "ta", "tav")
                                                                             for s in seeds}
-    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3 + 3 * len(paper) + 9
+    mosi_audio = 3 + 2 * 2 * 3  # mlp t,a; miust and multi-focus cpu, t and t,a
+    assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3 + 3 * len(paper) + 9 + mosi_audio
     assert len({j.result_path for j in plan.jobs}) == len(plan.jobs)
 
 
