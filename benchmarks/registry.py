@@ -207,5 +207,11 @@ def method_metadata(name: str):
     load_builtins()
     ref = METHODS.entry(name)
     path = metadata_path_of(ref) if isinstance(ref, str) else None
-    return load_method_metadata(path, name) if path else METHODS.get(name).metadata
+    if path:
+        return load_method_metadata(path, name)
+    import dataclasses
+
+    cls = METHODS.get(name)
+    # A class's own modalities and unit rule: a plugin's metadata need not repeat them.
+    return dataclasses.replace(cls.metadata, modalities=tuple(cls.modalities), unit=cls.unit)
 

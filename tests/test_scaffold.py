@@ -318,13 +318,14 @@ def test_entry_point_plugin_shows_in_bench_list(tmp_path, monkeypatch, registrie
         assert (target / "merbench_hello" / "method.py").is_file()
         capsys.readouterr()
         assert main(["list", "methods"]) == 0
-        assert "│ hello " not in capsys.readouterr().out  # not on the path yet
+        assert "hello" not in [ln.split("\t")[0] for ln in capsys.readouterr().out.splitlines()]  # not on the path yet
         monkeypatch.syspath_prepend(str(target))
         monkeypatch.setattr(METHODS, "_entry_points_loaded", False)  # look the entry points up again
         assert main(["list", "methods"]) == 0
         out = capsys.readouterr().out
-        row = next((ln for ln in out.splitlines() if "│ hello " in ln), None)
-        assert row is not None and "Hello plugin" in row, out
+        # Not a terminal here: tab-separated rows (method, modalities, unit, title)
+        row = next((ln.split("\t") for ln in out.splitlines() if ln.startswith("hello\t")), None)
+        assert row is not None and row[1:3] == ["t", "utterance"] and "Hello plugin" in row[3], out
         cls = get_method("hello")
         assert (cls.__module__, cls.__name__) == ("merbench_hello.method", "HelloMethod")
         # fit / predict with consistent feature sizes (see the report: test_conformance's
