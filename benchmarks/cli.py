@@ -107,13 +107,13 @@ def list_cmd(kind: str = typer.Argument(..., help="methods, datasets, protocols 
              as_json: bool = _JSON_OPTION):
     """List registered methods, datasets, protocols or feature extractors."""
     from .protocols import all_protocols
-    from .registry import DATASETS, FEATURES, METHODS, load_builtins, method_metadata
+    from .registry import DATASETS, FEATURES, METHODS, load_builtins, listed_method_metadata, method_metadata
 
     load_builtins()
     kind = kind.lower().rstrip("s") + "s"
     if kind == "methods":  # from each method's metadata.yaml: no method module (or torch) is imported
         columns = ["method", "modalities", "unit", "title"]
-        rows = [[n, ",".join(md.modalities), md.unit, md.title] for n, md in ((n, method_metadata(n)) for n in METHODS.names())]
+        rows = [[n, ",".join(md.modalities), md.unit, md.title] for n, md in ((n, listed_method_metadata(n)) for n in METHODS.names())]
     elif kind == "datasets":
         columns = ["dataset", "modalities", "default protocol", "title"]
         rows = [[n, ",".join(c.modalities), c.default_protocol, c.metadata.title]

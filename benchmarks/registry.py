@@ -207,11 +207,20 @@ def method_metadata(name: str):
     load_builtins()
     ref = METHODS.entry(name)
     path = metadata_path_of(ref) if isinstance(ref, str) else None
-    if path:
-        return load_method_metadata(path, name)
+    return load_method_metadata(path, name) if path else METHODS.get(name).metadata
+
+
+def listed_method_metadata(name: str):
+    """:func:`method_metadata` as ``bench list`` shows it: for a method without ``metadata.yaml``
+    (a plugin), its class's own modalities and unit, which its metadata need not repeat."""
     import dataclasses
 
+    load_builtins()
+    ref = METHODS.entry(name)
+    from .metadata import metadata_path_of
+
+    if isinstance(ref, str) and metadata_path_of(ref):
+        return method_metadata(name)
     cls = METHODS.get(name)
-    # A class's own modalities and unit rule: a plugin's metadata need not repeat them.
     return dataclasses.replace(cls.metadata, modalities=tuple(cls.modalities), unit=cls.unit)
 
