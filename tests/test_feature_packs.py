@@ -11,6 +11,8 @@ import json
 import pickle
 import shutil
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,18 @@ def test_an_edited_pack_is_read_again(synth, capsys, tmp_path):
     np.save(f, np.load(f) + 1)
     after = AudioPack(**opts).settings()
     assert before["fingerprint"] != after["fingerprint"] and before["path"] == after["path"]
+
+
+def test_settings_name_the_path_as_given_not_as_expanded(synth, capsys, tmp_path, monkeypatch):
+    """Results and cache keys name the pack by the option given ({data}/...) and its content, not
+    by this machine's absolute layout."""
+    from merbench.features.packs.extractor import AudioPack
+
+    opts = export(capsys, tmp_path, "npy-dir")
+    monkeypatch.setenv("MERBENCH_DATA", str(tmp_path))
+    relative = dict(opts, path="{data}/" + str(Path(opts["path"]).relative_to(tmp_path)))
+    given, expanded = AudioPack(**relative).settings(), AudioPack(**opts).settings()
+    assert given["path"] == relative["path"] and given["fingerprint"] == expanded["fingerprint"]
 
 
 def test_path_expands_data_and_dataset(synth, capsys, tmp_path, monkeypatch):

@@ -121,7 +121,9 @@ class PackExtractor(FeatureExtractor):
         return self._fingerprint
 
     def settings(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.format or infer_format(self.path), "key": self.key,
+        # The path as given (e.g. "{data}/packs/..."), not as expanded on this machine: the content
+        # fingerprint identifies the pack, so results and cache keys do not name one machine's layout.
+        return {"path": self.path_option, "format": self.format or infer_format(self.path), "key": self.key,
                 "ids": self.ids, "extra": self.extra, "labels": self.labels, "dim": self.dim,
                 "fingerprint": self.fingerprint()}
 
@@ -185,7 +187,7 @@ class PackExtractor(FeatureExtractor):
         nonfinite = [u for u, (_, r) in self._bad.items() if "NaN" in r]
         wrong_dim = [u for u, (_, r) in self._bad.items() if "dimensions" in r]
         return {
-            "source": pack.source, "format": pack.format, "key": self.key, "ids": idmap.scheme,
+            "source": self.path_option, "format": pack.format, "key": self.key, "ids": idmap.scheme,
             "fingerprint": self.fingerprint(), "entries": len(pack.vectors), "matched": len(idmap.to_uid),
             "missing": len(idmap.missing), "missing_first": idmap.missing[:20],
             "extra": len(idmap.extra), "extra_first": idmap.extra[:20], "dim": self.pack_dim(),
