@@ -103,11 +103,14 @@ def _current_manifest(job: SweepJob, cache: dict) -> str | None:
     from ..registry import resolve_dataset
 
     req = job.request
+    corpus_key = ("corpus", str(req.dataset), str(req.root))
     key = (str(req.dataset), str(req.root), req.protocol)
     if key not in cache:
         try:
             adapter_cls = resolve_dataset(req.dataset)
-            cache[key] = adapter_cls.protocol(req.protocol).build(adapter_cls(req.root).load()).manifest_hash
+            if corpus_key not in cache:  # each corpus is read once, however many protocols use it
+                cache[corpus_key] = adapter_cls(req.root).load()
+            cache[key] = adapter_cls.protocol(req.protocol).build(cache[corpus_key]).manifest_hash
         except MerbenchError:
             cache[key] = None
     return cache[key]
