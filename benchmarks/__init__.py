@@ -13,3 +13,11 @@ import os as _os
 # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 in the environment is the explicit, informed way out.
 if not _os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
     _os.environ.setdefault("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
+
+
+def load_model(path, device: str = "cpu"):
+    """A run's kept model (a result file, its ``<stem>.model`` folder, or a folder from ``bench export``);
+    ``.predict(inputs)`` labels clips, folders of clips or a corpus split. See :mod:`merbench.predict`."""
+    from .predict import load_model as _load
+
+    return _load(path, device)

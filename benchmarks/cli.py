@@ -30,6 +30,9 @@ app.add_typer(new_app, name="new")
 from .cli_sweep import sweep as _sweep  # noqa: E402  (bench sweep SUITE.yaml)
 
 app.command("sweep")(_sweep)
+from .cli_predict import register as _register_predict  # noqa: E402  (bench predict / export / runs prune)
+
+_register_predict(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -220,7 +223,10 @@ def run(method: str = typer.Argument(..., help="method name (bench list methods)
         root: Optional[Path] = typer.Option(None, "--root", help="corpus folder (default: the dataset's)"),
         on_bad_media: str = typer.Option("error", "--on-bad-media", help="error, or zero: unreadable media -> zero features"),
         force: bool = typer.Option(False, "--force", help="retrain seeds from scratch (no checkpoint or "
-                                                          "finished fold reused) and replace their results")):
+                                                          "finished fold reused) and replace their results"),
+        keep_model: bool = typer.Option(True, "--keep-model/--no-keep-model",
+                                        help="keep each fold's selected model beside the result (<stem>.model/), "
+                                             "for bench predict and bench export")):
     """Train and evaluate METHOD on DATASET under a named protocol; write result files."""
     from .results import read_result
     from .runner import RunRequest, run as run_request
@@ -239,7 +245,7 @@ def run(method: str = typer.Argument(..., help="method name (bench list methods)
     req = RunRequest(method=method, dataset=dataset, protocol=protocol, modalities=modalities,
                      seeds=[seed] if seed is not None else (list(range(seeds)) if seeds is not None else None),
                      variant=variant, epochs=epochs, overrides=list(set_), results_dir=results_dir, device=device,
-                     root=root, on_bad_media=on_bad_media, force=force)
+                     root=root, on_bad_media=on_bad_media, force=force, keep_model=keep_model)
     with _progress() as p:
         paths = run_request(req, RichReporter(p))
     _print_results([read_result(x) for x in paths])

@@ -363,3 +363,16 @@ class Method(ABC):
     def num_parameters(self, input_dims: dict[str, int] | None = None) -> int | None:
         """Trainable parameters of the built model (None for non-parametric methods)."""
         return None
+
+    # -- the kept model (``bench predict``, ``merbench.load_model``) -------------------------------
+    def model_state(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The fitted model as named arrays (stored as safetensors) and plain data (stored as YAML),
+        or None when this method cannot keep its model. :meth:`load_model_state` on a method built
+        with the same config, modalities and labels must give the same predictions from them."""
+        return None
+
+    def load_model_state(self, tensors: dict[str, Any], info: dict[str, Any]) -> None:
+        """Restore what :meth:`model_state` returned, so that :meth:`predict` works without ``fit``."""
+        from .errors import MerbenchError
+
+        raise MerbenchError(f"method {self.name} cannot load a kept model")

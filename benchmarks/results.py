@@ -94,6 +94,9 @@ class RunResult(BaseModel):
     bad_media_by_kind: dict[str, int] = Field(default_factory=dict)  # e.g. {"audio": 1, "video": 2}: unreadable files
     # The corpus content the run read (ids, texts, labels' source, media content); "" in older files.
     corpus_fingerprint: str = ""
+    # The kept model (``bench predict``): {"folder": "<stem>.model", "weights_sha256": {fold: hash}};
+    # empty when the run was made with --no-keep-model, by a method that cannot keep one, or earlier.
+    model: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance = Field(default_factory=Provenance)
 
     def run_key(self) -> str:

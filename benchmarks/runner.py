@@ -58,6 +58,7 @@ class RunRequest:
     root: Path | None = None
     on_bad_media: str = "error"  # or "zero": unreadable media become zero features, reported
     force: bool = False  # re-run seeds whose result already exists
+    keep_model: bool = True  # keep each fold's selected model beside the result (<stem>.model/)
 
 
 _now = time.monotonic  # the run clock (tests replace it)
@@ -359,8 +360,10 @@ def _check_checkpoints(workdir: Path, reporter: Reporter) -> None:
 
 
 def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Path, fold: Fold,
-             corpus: Corpus, tables, splits: ProtocolSplits, reporter: Reporter, label: str):
-    """Fit on train (selecting on valid), then predict the label-free test split."""
+             corpus: Corpus, tables, splits: ProtocolSplits, reporter: Reporter, label: str,
+             model_info: dict | None = None):
+    """Fit on train (selecting on valid), then predict the label-free test split. With ``model_info``
+    the selected model is kept in ``workdir/model`` (see :mod:`merbench.model_store`)."""
     done_file = workdir / "fold.json"
     finished = _finished_fold(done_file, len(fold.test), len(splits.protocol.label_names), reporter)
     if finished is not None:  # finished before an interruption
@@ -383,6 +386,14 @@ def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Pa
                     epochs_run=report.epochs_run, best_epoch=report.best_epoch,
                     best_valid_score=report.best_valid_score, test=metrics, history=report.history)
     params = method.num_parameters()
+    if model_info is not None:
+        from .model_store import save_fold_model
+
+        kept = save_fold_model(method, workdir / "model", {
+            **model_info, "fold": fold.name, "parameters": params, "best_epoch": report.best_epoch,
+            "select_metric": report.select_metric, "best_valid_score": report.best_valid_score})
+        if not kept:
+            reporter.warn(f"method {method_cls.name} cannot keep its model; no model is kept for this run")
     atomic_write_json(done_file, {"fold": fr.model_dump(), "probs": probs.round(6).tolist(), "parameters": params,
                                   "select_metric": report.select_metric})
     ckpt = workdir / "checkpoint.pt"
@@ -447,13 +458,17 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         # Keyed like the fold folders: only pieces that share their checkpoints add up.
         clock = PieceClock(seed_dir / f"pieces-{splits.manifest_hash[:12]}-{fkey}.json")
         timed = _Timed(reporter, clock)
+        model_info = _model_info(stub, method_cls, requests, feature_names, feature_settings, fingerprint, protocol,
+                                 prov) if req.keep_model else None
+        fold_models: list[tuple[str, Path]] = []
         for k, fold in enumerate(splits.folds):
             label = f"seed {seed}" + (f" fold {k + 1}/{len(splits.folds)}" if len(splits.folds) > 1 else "")
             # Keyed by split manifest and features too: a finished fold or checkpoint is reused only
             # by the same config, seed, splits and feature caches.
             workdir = seed_dir / f"{splits.manifest_hash[:12]}-{fkey}-{_safe(fold.name)}"
             fr, probs, params = run_fold(method_cls, config, mods, seed, req.device, workdir, fold, corpus, tables,
-                                         splits, timed, label)
+                                         splits, timed, label, model_info=model_info)
+            fold_models.append((fold.name, workdir / "model"))
             clock.tick()
             fold_results.append(fr)
             gold = [splits.labels[u] for u in fold.test]
@@ -479,10 +494,49 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         # Side files first, the result JSON last: a result file means a complete run.
         atomic_write_text(out.with_suffix(".predictions.csv"), _predictions_csv(pred_rows, protocol.label_names))
         _plots(result, out, reporter)
+        result.model = _keep_model(out, fold_models, req.keep_model, reporter)
         write_result(req.results_dir, result, out)
+        for _, folder in fold_models:  # now beside the result; the run folder's copy is not needed
+            shutil.rmtree(folder, ignore_errors=True)
         reporter.stage(f"seed {seed}: {protocol.headline_metric} {getattr(combined, protocol.headline_metric) * 100:.2f} -> {out}")
         written.append(out)
     return written
+
+
+def _model_info(stub: RunResult, method_cls, requests: dict, feature_names: dict, feature_settings: dict,
+                fingerprint: str, protocol, prov) -> dict:
+    """What a kept model records besides its weights: enough to extract the same features and
+    rebuild the model without the run (see :mod:`merbench.model_store`)."""
+    features = {}
+    for m, r in requests.items():
+        s = feature_settings.get(m, {})
+        features[m] = {"extractor": r.extractor, "level": r.level, "options": dict(r.options),
+                       "version": feature_names[m].rsplit("@v", 1)[1], "settings": s.get("settings", {}),
+                       "cache_key": s.get("cache_key", "")}
+    return {"method": stub.method, "variant": stub.variant, "unit": method_cls.unit,
+            "modalities": list(stub.modalities), "label_names": list(protocol.label_names),
+            "config": stub.config, "config_hash": stub.config_hash, "seed": stub.seed, "features": features,
+            "dataset": stub.dataset, "protocol": stub.protocol, "protocol_version": stub.protocol_version,
+            "manifest_hash": stub.manifest_hash, "corpus_fingerprint": fingerprint,
+            "made_by": {"merbench_version": prov.merbench_version, "git_commit": prov.git_commit,
+                        "packages": {k: v for k, v in prov.packages.items() if k in ("torch", "safetensors")}}}
+
+
+def _keep_model(out: Path, fold_models: list[tuple[str, Path]], keep: bool, reporter: Reporter) -> dict:
+    """Move each fold's kept model beside the result as ``<stem>.model/fold-<name>/``; the result's
+    ``model`` entry. A stale model folder of an earlier result of this name is removed."""
+    from .model_store import collect_model, model_folder_of
+
+    target = model_folder_of(out)
+    if keep and fold_models and all(f.is_dir() for _, f in fold_models):
+        hashes = collect_model(target, fold_models)
+        return {"folder": target.name, "weights_sha256": hashes}
+    if keep and fold_models:
+        missing = [name for name, f in fold_models if not f.is_dir()]
+        reporter.warn(f"no model kept for {out.name}: fold(s) {', '.join(missing)} finished without one (before "
+                      "models were kept, or the method cannot keep one); --force retrains and keeps it")
+    shutil.rmtree(target, ignore_errors=True)
+    return {}
 
 
 def _plots(result: RunResult, out: Path, reporter: Reporter) -> None:

@@ -112,16 +112,18 @@ class Batcher:
     pooled, frames or raw), the standardisation statistics fitted on the training split, and
     length bucketing. Build it with :meth:`TorchMethod.make_batcher`."""
 
-    def __init__(self, method: "TorchMethod", train: SplitData, modalities: Sequence[str] | None = None,
-                 train_cfg: dict | None = None):
+    def __init__(self, method: "TorchMethod", train: SplitData | None, modalities: Sequence[str] | None = None,
+                 train_cfg: dict | None = None, norm: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
         self.method = method
         self.modalities = tuple(modalities if modalities is not None else method.modalities)
         self.cfg = train_cfg if train_cfg is not None else method.train_cfg
         self.levels = {m: method.levels[m] for m in self.modalities}
         self.feature_modalities = tuple(m for m in self.modalities if self.levels[m] != RAW)
         self.raw = tuple(m for m in self.modalities if self.levels[m] == RAW)
-        self.norm: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        if self.cfg["standardize"]:
+        # A kept model brings its training statistics (``norm``) and has no training split.
+        self.norm: dict[str, tuple[np.ndarray, np.ndarray]] = dict(norm or {})
+        self.dims: dict[str, int] | None = None  # the input sizes the model was built for (set by the Trainer)
+        if norm is None and self.cfg["standardize"]:
             for m in self.feature_modalities:
                 if method.standardizes(m):
                     self.norm[m] = self._statistics(train, m)
@@ -411,7 +413,8 @@ class Trainer:
         m, t = self.method, self.cfg
         seed_everything(m.seed)
         self.batcher = m.make_batcher(self.train, self.modalities, t)
-        self.model = self.build(self.batcher.input_dims(self.train), m.num_classes).to(m.device)
+        self.batcher.dims = self.batcher.input_dims(self.train)
+        self.model = self.build(self.batcher.dims, m.num_classes).to(m.device)
         self.optimizer = m.configure_optimizer(self.model, t)
         units = m.train_units(self.train, self.batcher.units(self.train))
         self.updates_per_epoch = math.ceil(math.ceil(len(units) / t["batch_size"]) / t["accumulation_steps"])
@@ -576,6 +579,45 @@ class TorchMethod(Method):
         report = trainer.run()
         self.model, self.batcher = trainer.model, trainer.batcher
         return report
+
+    def model_state(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The selected weights (``model.*``; a tensor shared by several names, e.g. tied embeddings,
+        is stored once) and the training statistics of the standardisation (``norm.<m>.mean|std``);
+        the plain part says how to rebuild the model and batch its inputs."""
+        if self.model is None or self.batcher is None or self.batcher.dims is None:
+            return None
+        tensors: dict[str, Any] = {}
+        aliases: dict[str, str] = {}
+        seen: dict[tuple, str] = {}
+        for name, t in self.model.state_dict().items():
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+            if t.numel() and key in seen:
+                aliases[name] = seen[key]
+                continue
+            seen[key] = name
+            tensors[f"model.{name}"] = t.detach().cpu().clone().contiguous()
+        for m, (mean, std) in self.batcher.norm.items():
+            tensors[f"norm.{m}.mean"] = torch.from_numpy(np.ascontiguousarray(mean))
+            tensors[f"norm.{m}.std"] = torch.from_numpy(np.ascontiguousarray(std))
+        info = {"input_dims": dict(self.batcher.dims), "batch_modalities": list(self.batcher.modalities),
+                "batch_config": {k: self.batcher.cfg[k] for k in DEFAULT_TRAIN if k in self.batcher.cfg},
+                "aliases": aliases}
+        return tensors, info
+
+    def load_model_state(self, tensors: dict[str, Any], info: dict[str, Any]) -> None:
+        norm = {}
+        for name in tensors:
+            if name.startswith("norm.") and name.endswith(".mean"):
+                m = name[len("norm."):-len(".mean")]
+                norm[m] = (tensors[name].numpy(), tensors[f"norm.{m}.std"].numpy())
+        cfg = {**self.train_cfg, **(info.get("batch_config") or {})}
+        self.batcher = Batcher(self, None, info.get("batch_modalities"), cfg, norm=norm)
+        self.batcher.dims = {m: int(d) for m, d in info["input_dims"].items()}
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        state.update({name: state[target] for name, target in (info.get("aliases") or {}).items()})
+        model = self.build_model(self.batcher.dims, self.num_classes)
+        model.load_state_dict(state, strict=True)
+        self.model = model.to(self.device).eval()
 
     def probabilities(self, split: SplitData) -> tuple[np.ndarray, float | None]:
         """Probabilities of ``split`` from the fitted model, and its loss where it has labels."""

@@ -34,3 +34,9 @@ class MajorityMethod(Method):
 
     def predict(self, split: SplitData) -> np.ndarray:
         return np.tile(self.prior.astype(np.float32), (len(split), 1))
+
+    def model_state(self):
+        return {"prior": self.prior.astype(np.float64)}, {}
+
+    def load_model_state(self, tensors, info):
+        self.prior = np.asarray(tensors["prior"], dtype=np.float64)
