@@ -168,6 +168,12 @@ class TrainedModel:
                               fix="drop --split, or give a corpus name (bench list datasets) or a .yaml descriptor")
         utts = clips_to_utterances([Path(p) for p in items], [text] if isinstance(text, str) else text, speakers)
         m = self._fold(fold)
+        packed = [r.extractor for r in m.requests.values() if _is_pack(r)]
+        if packed:
+            raise ConfigError(f"model {self.path} reads features from a feature pack ({', '.join(packed)}): features "
+                              "computed elsewhere for one corpus, so new clips cannot be given them here",
+                              fix="predict on the corpus the pack belongs to (a corpus name with --split), or train "
+                                  "the model on an extractor merbench runs")
         corpus = Corpus("clips", utts, root=_common_root(utts), modalities=tuple(self.info["modalities"]))
         probs, missing = self._run(m, corpus, [u.uid for u in utts], on_missing)
         return Predictions(self.label_names, [u.uid for u in utts], probs,
@@ -193,7 +199,7 @@ class TrainedModel:
                 raise MerbenchError(f"protocol {protocol.name} of {name} has no fold {m.fold!r}",
                                     fix=f"its folds: {', '.join(by_name)}")
             uids = list(getattr(pf, split))
-            probs, missing = self._run(m, corpus, uids, on_missing)
+            probs, missing = self._run(m, corpus, uids, on_missing, clips=False)
             out_uids += uids
             out_probs.append(probs)
             out_missing += missing
@@ -202,8 +208,9 @@ class TrainedModel:
                            sources=[f"{name}:{split}"] * len(out_uids), folds=out_folds, missing=out_missing,
                            model=str(self.path), on_missing=on_missing)
 
-    def _run(self, m: FoldModel, corpus: Corpus, uids: list[str], on_missing: str) -> tuple[np.ndarray, list[list[str]]]:
-        tables, missing = feature_tables(m, corpus, on_missing)
+    def _run(self, m: FoldModel, corpus: Corpus, uids: list[str], on_missing: str,
+             clips: bool = True) -> tuple[np.ndarray, list[list[str]]]:
+        tables, missing = feature_tables(m, corpus, on_missing, clips)
         utts = [u.without_labels() for u in corpus.select(uids)]  # the model never sees a label
         split = SplitData(name="predict", utterances=utts, features={k: t.subset(uids) for k, t in tables.items()},
                           label_names=tuple(self.label_names), labels=None)
@@ -218,6 +225,12 @@ def load_model(path: str | Path, device: str = "cpu") -> TrainedModel:
 
 
 # -- inputs ---------------------------------------------------------------------------------------
+
+
+def _is_pack(req: FeatureRequest) -> bool:
+    from .features.factory import check_options
+
+    return bool(getattr(check_options(req), "is_pack", False))
 
 
 def _is_corpus(item) -> bool:
@@ -301,13 +314,15 @@ def _video_has_audio(path: str) -> bool:
         return True
 
 
-def feature_tables(m: FoldModel, corpus: Corpus, on_missing: str) -> tuple[dict[str, FeatureTable], list[list[str]]]:
+def feature_tables(m: FoldModel, corpus: Corpus, on_missing: str, clips: bool = True
+                   ) -> tuple[dict[str, FeatureTable], list[list[str]]]:
     """The model's features of every utterance of ``corpus`` (the engine's extraction and cache), and
-    per utterance the modalities it lacks (given as zero features when ``on_missing`` is zero)."""
+    per utterance the modalities it lacks (given as zero features when ``on_missing`` is zero). A
+    corpus's texts are taken as they are (an empty transcript is what the run trained on too)."""
     from .runner import load_features
 
     info = m.info
-    needed = [mod for mod in info["modalities"]]
+    needed = [mod for mod in info["modalities"] if clips or mod != "t"]
     missing = [[mod for mod in needed if not _has(u, mod)] for u in corpus.utterances]
     lacking = [(u, miss) for u, miss in zip(corpus.utterances, missing) if miss]
     if lacking and on_missing == "error":

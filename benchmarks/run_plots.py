@@ -124,3 +124,49 @@ def save_curves_png(history: list[dict[str, float]], path: str | Path, title: st
     ax_loss.set_title("losses", fontsize=9)
     ax_metric.set_title("metrics", fontsize=9)
     return _save(fig, path)
+
+
+def classification_report_text(per_class: dict, label_names: Sequence[str], accuracy: float | None = None,
+                               ua: float | None = None, title: str = "") -> str:
+    """A plain-text table as the seeds' ``classification_report``: precision, recall, F1 and support per
+    class, then accuracy (WA), UA (mean recall) and the macro and support-weighted averages."""
+    width = max([len(str(n)) for n in label_names] + [12])
+    head = f"{'':>{width}}  {'precision':>9}  {'recall':>9}  {'f1-score':>9}  {'support':>9}"
+    lines = ([title, ""] if title else []) + [head, ""]
+    rows = [(str(n), per_class[n]) for n in label_names if n in per_class]
+    for name, c in rows:
+        lines.append(f"{name:>{width}}  {c.precision:9.4f}  {c.recall:9.4f}  {c.f1:9.4f}  {c.support:9d}")
+    total = sum(c.support for _, c in rows)
+    lines.append("")
+    if accuracy is not None:
+        lines.append(f"{'accuracy (WA)':>{width}}  {'':>9}  {'':>9}  {accuracy:9.4f}  {total:9d}")
+    if ua is not None:
+        lines.append(f"{'UA':>{width}}  {'':>9}  {ua:9.4f}  {'':>9}  {total:9d}")
+    if rows:
+        for label, weights in (("macro avg", [1.0] * len(rows)), ("weighted avg", [c.support for _, c in rows])):
+            w = sum(weights) or 1.0
+            avg = [sum(getattr(c, k) * x for (_, c), x in zip(rows, weights)) / w for k in ("precision", "recall", "f1")]
+            lines.append(f"{label:>{width}}  {avg[0]:9.4f}  {avg[1]:9.4f}  {avg[2]:9.4f}  {total:9d}")
+    return "\n".join(lines) + "\n"
+
+
+def save_per_class_png(per_class: dict, label_names: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Grouped bars of precision, recall and F1 per class, with each class's test support under its name."""
+    names = [str(n) for n in label_names if n in per_class]
+    fig = Figure(figsize=(max(4.5, 1.1 * len(names) + 2.0), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    if title:
+        ax.set_title(title, fontsize=10)
+    if not names:
+        _message(ax, "no per-class scores")
+        return _save(fig, path)
+    width = 0.27
+    for k, (key, colour) in enumerate((("precision", "#4C72B0"), ("recall", "#DD8452"), ("f1", "#55A868"))):
+        xs = [i + (k - 1) * width for i in range(len(names))]
+        ax.bar(xs, [getattr(per_class[n], key) for n in names], width, label=key, color=colour)
+    ax.set_xticks(range(len(names)), [f"{n}\n(n={per_class[n].support})" for n in names], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    return _save(fig, path)

@@ -519,7 +519,7 @@ def _model_info(stub: RunResult, method_cls, requests: dict, feature_names: dict
             "dataset": stub.dataset, "protocol": stub.protocol, "protocol_version": stub.protocol_version,
             "manifest_hash": stub.manifest_hash, "corpus_fingerprint": fingerprint,
             "made_by": {"merbench_version": prov.merbench_version, "git_commit": prov.git_commit,
-                        "packages": {k: v for k, v in prov.packages.items() if k in ("torch", "safetensors")}}}
+                        "packages": {k: v for k, v in prov.packages.items() if k in ("torch", "transformers")}}}
 
 
 def _keep_model(out: Path, fold_models: list[tuple[str, Path]], keep: bool, reporter: Reporter) -> dict:
@@ -541,12 +541,15 @@ def _keep_model(out: Path, fold_models: list[tuple[str, Path]], keep: bool, repo
 
 def _plots(result: RunResult, out: Path, reporter: Reporter) -> None:
     try:
-        from .run_plots import save_confusion_png, save_curves_png
+        from .run_plots import classification_report_text, save_confusion_png, save_curves_png, save_per_class_png
     except ImportError as e:  # plotting is a convenience; a run must not fail on it
         reporter.warn(f"plots skipped: {e}")
         return
     title = f"{result.method} on {result.dataset}/{result.protocol} ({result.modalities}, seed {result.seed})"
     save_confusion_png(result.test.confusion, result.label_names, out.with_suffix(".confusion.png"), title=title)
+    atomic_write_text(out.with_suffix(".report.txt"), classification_report_text(
+        result.test.per_class, result.label_names, result.test.accuracy, result.test.ua, title=title))
+    save_per_class_png(result.test.per_class, result.label_names, out.with_suffix(".per_class.png"), title=title)
     history = [dict(h, fold=i) for i, f in enumerate(result.folds) for h in f.history] if len(result.folds) > 1 \
         else (result.folds[0].history if result.folds else [])
     save_curves_png(history, out.with_suffix(".curves.png"), title=title)

@@ -58,7 +58,7 @@ def test_every_variant_is_covered():
 
 
 @pytest.mark.parametrize("name,variant,mods", CASES, ids=IDS)
-def test_method_conformance(name, variant, mods):
+def test_method_conformance(name, variant, mods, tmp_path):
     cls, method, split = make(name, variant, mods)
     assert cls.metadata.title, "every method needs metadata.title"
     if not isinstance(method, TorchMethod):
@@ -67,6 +67,7 @@ def test_method_conformance(name, variant, mods):
         probs = method.predict(fake_split(seed=2, name="test", labels=False, dims=dims))
         assert probs.shape == (len(fake_split(seed=2, dims=dims)), len(LABELS))
         np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+        _kept_model_predicts_the_same(cls, method, mods, dims, tmp_path)
         return
     torch.manual_seed(0)
     batcher = method.make_batcher(split)
@@ -102,7 +103,7 @@ def test_method_conformance(name, variant, mods):
 
 
 @pytest.mark.parametrize("name,variant,mods", CASES, ids=IDS)
-def test_prediction_independent_of_batch_composition(name, variant, mods):
+def test_prediction_independent_of_batch_composition(name, variant, mods, tmp_path):
     """On a model after a short real fit (trained weights, BatchNorm statistics, an EMA), not only
     on a freshly initialised one."""
     cls, method, split = make(name, variant, mods, over={"train": {"epochs": 2, "batch_size": 4, "lr": 1e-3}})
@@ -125,6 +126,20 @@ def test_prediction_independent_of_batch_composition(name, variant, mods):
 
     a, b = probs_for(dialogues[1]), probs_for(dialogues[2])
     np.testing.assert_allclose(a, b, atol=1e-5, err_msg="predictions changed with the other dialogues in the batch")
+    _kept_model_predicts_the_same(cls, method, mods, dims_of(cls, method.config, mods), tmp_path)
+
+
+def _kept_model_predicts_the_same(cls, method, mods, dims, folder):
+    """The model a run keeps (safetensors + model.yaml) rebuilt in a fresh method predicts as the fitted one."""
+    from merbench.model_store import read_info, read_weights, save_fold_model
+
+    assert save_fold_model(method, folder / "model", {"method": cls.name}), f"{cls.name} cannot keep its model"
+    fresh = cls(method.config, mods, LABELS, seed=0)
+    fresh.load_model_state(read_weights(folder / "model", read_info(folder / "model")),
+                           read_info(folder / "model")["state"])
+    test = fake_split(seed=2, name="test", labels=False, dims=dims)
+    np.testing.assert_allclose(fresh.predict(test), method.predict(test), atol=1e-6,
+                               err_msg="the kept model predicts otherwise than the fitted one")
 
 
 @pytest.mark.parametrize("name", METHODS.names())

@@ -220,3 +220,42 @@ class _Planted:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_run_folder_has_a_classification_report_and_per_class_plot(mlp_result):
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rows = list(csv.DictReader(open(mlp_result.with_suffix(".predictions.csv"))))
+    labels = json.loads(mlp_result.read_text())["label_names"]
+    p, r, f, n = precision_recall_fscore_support([x["gold"] for x in rows], [x["pred"] for x in rows], labels=labels,
+                                                 zero_division=0)
+    report = mlp_result.with_suffix(".report.txt").read_text()
+    for i, name in enumerate(labels):
+        line = next(x for x in report.splitlines() if x.split() and x.split()[0] == name)
+        assert line.split()[1:] == [f"{p[i]:.4f}", f"{r[i]:.4f}", f"{f[i]:.4f}", str(n[i])]
+    accuracy = sum(x["gold"] == x["pred"] for x in rows) / len(rows)
+    assert f"{accuracy:.4f}" in next(x for x in report.splitlines() if x.strip().startswith("accuracy (WA)"))
+    assert mlp_result.with_suffix(".per_class.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_python_snippet_runs_on_an_exported_model(mlp_result, env, tmp_path, capsys):
+    """README.md's five-line snippet, run as written, with its folder and clips replaced by real ones."""
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    snippet = re.search(r"```python\n(import merbench\n.*?)```", readme, flags=re.S).group(1)
+    assert len([x for x in snippet.splitlines() if x.strip()]) == 5
+    assert main(["export", str(mlp_result), str(tmp_path / "my-model")]) == 0
+    capsys.readouterr()
+    uid = next(iter(_probs(mlp_result.with_suffix(".predictions.csv"))))
+    wav, mp4, _ = _clip(env, uid)
+    shutil.copy(wav, tmp_path / "hello.wav")
+    shutil.copy(mp4, tmp_path / "reply.mp4")
+    os.chdir(tmp_path)  # the snippet's relative paths
+    try:
+        exec(compile(snippet, "README.md", "exec"), {})
+    finally:
+        os.chdir(Path(__file__).parent)
+    printed = capsys.readouterr().out.splitlines()
+    labels = json.loads(mlp_result.read_text())["label_names"]
+    assert [x.split()[0] for x in printed] == ["hello", "reply"] and all(x.split()[1] in labels for x in printed)
