@@ -377,8 +377,11 @@ def test_select_track_option_and_cache_keys():
 
     default = FaceCropExtractor()
     assert default.select_track is select_by_mouth_motion
-    # The cache key of video-facecrop without options must never change (existing caches stay valid).
-    assert settings_hash(default) == "659815eafe"
+    # face_tracking: interpolate is version 1's pipeline: its cache key never changes (those caches
+    # stay valid); the default (template tracking) gives other crops, so it has its own key.
+    assert settings_hash(FaceCropExtractor(face_tracking="interpolate")) == "659815eafe"
+    assert settings_hash(default) != "659815eafe"
+    assert settings_hash(FaceCropExtractor(face_tracking="interpolate", select_track="random")) != "659815eafe"
     assert settings_hash(FaceCropExtractor(select_track="mouth-motion")) == settings_hash(default)
     rnd = FaceCropExtractor(select_track="random")
     assert settings_hash(rnd) != settings_hash(default)

@@ -22,6 +22,7 @@ SILENCE_PEAK = 2.0 / 32768
 # A video whose frames all span fewer grey levels than this is blank (one flat colour).
 BLANK_RANGE = 4
 _MAX_SEQUENTIAL_FRAMES = 20000  # when a container hides its frame count, read at most this many
+_THREADED_DECODE_PIXELS = 320 * 240  # smaller videos decode on one thread
 
 
 def _check_file(path: Path) -> None:
@@ -180,18 +181,22 @@ def _sample_indices(n_frames: int, native_fps: float, max_frames: int, fps: floa
     return idx
 
 
-def read_video(path: str | Path, max_frames: int = 32, fps: float | None = None) -> tuple[np.ndarray, float]:
+def read_video(path: str | Path, max_frames: int = 32, fps: float | None = None, max_side: int = 0
+               ) -> tuple[np.ndarray, float]:
     """Frames of a video as uint8 RGB ``(T, H, W, 3)``, and their frame rate.
 
     With ``fps`` the clip is sampled at that rate (never above the native rate); then at
     most ``max_frames`` frames are kept, spread evenly over the clip (0 keeps all). The
     returned rate is that of the returned frames: the native rate divided by the mean
-    sampling step. Decoded by PyAV (FFmpeg from its wheel).
+    sampling step. ``max_side`` > 0: frames larger than that are scaled down (area
+    averaging) so that their longer side is ``max_side``, in the same FFmpeg call that
+    converts them to RGB (far cheaper than converting 720p frames and resizing them).
+    Decoded by PyAV (FFmpeg from its wheel).
     Raises MediaError for missing, empty, corrupt or blank files.
     """
     path = Path(path)
     _check_file(path)
-    frames, native, step = _av_frames(path, max_frames, fps)
+    frames, native, step = _av_frames(path, max_frames, fps, int(max_side or 0))
     if not frames:
         raise MediaError(path, "no frame could be decoded", fix="the file is corrupt or has no video track; "
                                                                 "re-encode it (e.g. `ffmpeg -i in -c:v libx264 out.mp4`)")
@@ -236,7 +241,34 @@ def _keep_frames(decoded, count: int, native: float, max_frames: int, fps: float
     return [to_rgb(raw[i]) for i in keep], float(np.mean(np.diff(keep))) if len(keep) > 1 else 1.0
 
 
-def _av_frames(path: Path, max_frames: int, fps: float | None) -> tuple[list[np.ndarray], float, float]:
+def _scaled_size(w: int, h: int, max_side: int) -> tuple[int, int]:
+    """(width, height) with the longer side at most ``max_side`` (0: unchanged), aspect kept."""
+    scale = max_side / max(w, h) if max_side > 0 else 1.0
+    if scale >= 1:
+        return w, h
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _rgb_converter(max_side: int):
+    """``frame -> uint8 RGB array``, scaled down to ``max_side`` when larger. One reformatter
+    (its FFmpeg scaler context is reused, not rebuilt per frame) and one thread: FFmpeg's
+    default of a thread pool per frame cost ~1 ms a frame even for 128x96 frames."""
+    from av.video.reformatter import Interpolation, VideoReformatter
+
+    reformatter = VideoReformatter()
+
+    def to_rgb(frame):
+        w, h = _scaled_size(frame.width, frame.height, max_side)
+        if (w, h) == (frame.width, frame.height):
+            return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        return reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation=Interpolation.AREA,
+                                    threads=1).to_ndarray()
+
+    return to_rgb
+
+
+def _av_frames(path: Path, max_frames: int, fps: float | None, max_side: int = 0
+               ) -> tuple[list[np.ndarray], float, float]:
     import av
 
     def decoded(box, stream):
@@ -249,14 +281,17 @@ def _av_frames(path: Path, max_frames: int, fps: float | None) -> tuple[list[np.
         if not box.streams.video:
             raise MediaError(path, "the file has no video track", fix="point the corpus' video at a file with a picture")
         stream = box.streams.video[0]
-        stream.thread_type = "AUTO"
+        # Frame threads pay off for large frames; for small ones (the synthetic corpus' 128x96)
+        # starting them costs more per clip than decoding the clip on one thread.
+        ctx = stream.codec_context
+        stream.thread_type = "AUTO" if (ctx.width or 0) * (ctx.height or 0) >= _THREADED_DECODE_PIXELS else "NONE"
         native = _usable_rate(stream.average_rate or stream.guessed_rate)
         count = int(stream.frames or 0)
-        kept = _keep_frames(decoded(box, stream), count, native, max_frames, fps, lambda f: f.to_ndarray(format="rgb24"))
+        kept = _keep_frames(decoded(box, stream), count, native, max_frames, fps, _rgb_converter(max_side))
     if kept is None:  # the count in the header was wrong: read everything
         with _open_container(path) as box:
             kept = _keep_frames(decoded(box, box.streams.video[0]), 0, native, max_frames, fps,
-                                lambda f: f.to_ndarray(format="rgb24"))
+                                _rgb_converter(max_side))
     return kept[0], native, kept[1]
 
 

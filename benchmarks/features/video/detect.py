@@ -135,5 +135,6 @@ class FallbackDetector:
         return boxes
 
 
-def default_detector() -> FallbackDetector:
-    return FallbackDetector(HaarFaceDetector(), SkinBlobDetector())
+def default_detector(scale_factor: float = 1.1) -> FallbackDetector:
+    """Haar (``scale_factor`` between the window sizes it scans), skin blobs where it finds nothing."""
+    return FallbackDetector(HaarFaceDetector(scale_factor=scale_factor), SkinBlobDetector())
