@@ -435,17 +435,19 @@ def features_extract(dataset: str = typer.Argument(...),
                      root: Optional[Path] = typer.Option(None, "--root"),
                      device: str = typer.Option("cpu", "--device", help="cpu or cuda (for model-based extractors)"),
                      batch_size: Optional[int] = typer.Option(None, "--batch-size", help="utterances per model batch"),
-                     workers: int = typer.Option(1, "--workers", help="processes extracting cache parts in parallel"),
+                     workers: int = typer.Option(0, "--workers", help="processes extracting in parallel (0: one per core for "
+                                                                      "one-core extractors such as openSMILE, else 1)"),
                      option: List[str] = typer.Option([], "--option", "-o",
                                                       help="extractor option key=value (repeatable), as a config's "
                                                            "features ... options, e.g. model=NAME_OR_FOLDER")):
     """Extract one extractor's features for a whole corpus into the cache (resumable)."""
-    from .features.store import bad_media, extract_corpus
+    from .features.store import bad_media, default_workers, extract_corpus
     from .registry import resolve_dataset as get_dataset
 
-    if workers < 1:
-        raise MerbenchError(f"--workers {workers}: need at least one")
+    if workers < 0:
+        raise MerbenchError(f"--workers {workers}: need 0 (one per core where it helps) or more")
     ext = build_extractor(extractor, device, batch_size, parse_options(option))
+    workers = workers or default_workers(ext)
     corpus = get_dataset(dataset)(root).load()
     with _progress() as p:
         reporter = RichReporter(p)

@@ -36,6 +36,10 @@ class FeatureShapeError(MerbenchError):
     """A feature array whose shape does not match what the extractor or method expects."""
 
 
+class FeatureExtractionError(MerbenchError):
+    """An extractor that failed on a file in a way other than an unreadable file (named with it)."""
+
+
 class ConfigError(MerbenchError):
     """A bad config value, override or descriptor."""
 

@@ -30,7 +30,7 @@ from .config import config_hash, method_config, resolve_select_metric
 from .corpus import Corpus, modality_key, parse_modalities, MODALITY_NAMES
 from .errors import ConfigError, DamagedFileError, MediaError, MerbenchError
 from .features.factory import check_options, make_extractor
-from .features.store import bad_media, corpus_fingerprint, extract_corpus, load_table, media_notes
+from .features.store import bad_media, corpus_fingerprint, default_workers, extract_corpus, load_table, media_notes
 from .interfaces import FeatureTable, Method, SplitData
 from .metrics import classification_metrics, combine_folds
 from .paths import home
@@ -176,7 +176,7 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
     tables, names, n_bad, settings = {}, {}, 0, {}
     unreadable: list[tuple[list[dict], str]] = []
     for m, req in requests.items():
-        extractor = make_extractor(req)
+        extractor = make_extractor(req, only_requested_level=True)
         if extractor.modality != m:
             raise ConfigError(f"extractor {req.extractor} gives {MODALITY_NAMES[extractor.modality]} features, "
                               f"but the config uses it for {MODALITY_NAMES[m]}")
@@ -188,7 +188,7 @@ def load_features(corpus: Corpus, requests: dict, reporter: Reporter, on_bad_med
             pack_report = check_pack(extractor, corpus, on_bad_media, reporter)
 
         def extract(n=req.extractor):
-            return extract_corpus(corpus, extractor, warn=reporter.warn,
+            return extract_corpus(corpus, extractor, warn=reporter.warn, workers=default_workers(extractor),
                                   progress=lambda d, t: reporter.progress(f"extract {n}", d, t))
 
         entry = extract()

@@ -55,10 +55,13 @@ def _check_device(name: str, device: str, params) -> dict:
     return {}
 
 
-def make_extractor(req: FeatureRequest, device: str | None = None, batch_size: int | None = None):
+def make_extractor(req: FeatureRequest, device: str | None = None, batch_size: int | None = None,
+                   only_requested_level: bool = False):
     """The extractor ``req`` names, built with its options (no options: the extractor's defaults,
     so its cache key is the usual one); ``device`` and ``batch_size`` (utterances per model
-    batch) where the command line sets them."""
+    batch) where the command line sets them. ``only_requested_level``: an extractor whose frames
+    cost extra (``with_frames``, e.g. openSMILE's LLDs) skips them when ``req`` reads pooled
+    features (a cache entry of its own)."""
     for key, flag in RUNTIME_OPTIONS.items():
         if key in req.options:
             raise ConfigError(f"option {key} of extractor {req.extractor} is not a feature option", fix=f"set it with {flag}")
@@ -67,6 +70,8 @@ def make_extractor(req: FeatureRequest, device: str | None = None, batch_size: i
     kwargs = _check_device(req.extractor, device, params) if device is not None else {}
     if batch_size is not None and "model_batch" in params:
         kwargs["model_batch"] = batch_size
+    if only_requested_level and req.level == "pooled" and "with_frames" in params:
+        kwargs["with_frames"] = False
     try:
         ext = cls(**kwargs, **req.options)
     except TypeError as e:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..atomic import atomic_write, atomic_write_json, file_lock
 from ..corpus import Corpus, Utterance
-from ..errors import DamagedFileError, FeatureShapeError, MediaError
+from ..errors import DamagedFileError, FeatureExtractionError, FeatureShapeError, MediaError
 from ..interfaces import ExtractedItem, FeatureExtractor, FeatureTable
 from ..paths import cache_root
 
@@ -198,19 +198,35 @@ def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem 
     return {"dim": dim, "frame_dim": fdim}
 
 
-def _extract_and_save(extractor: FeatureExtractor, utts: Sequence[Utterance], path: Path,
-                      context: Sequence[Utterance] | None = None) -> tuple[list[dict], dict]:
-    """One part, start to finish (also the unit of work of a worker process)."""
-    if context is not None and hasattr(extractor, "prime"):
-        extractor.prime(context)
+def _extract_and_save(extractor: FeatureExtractor, utts: Sequence[Utterance], path: Path) -> tuple[list[dict], dict]:
+    """One part, start to finish, in this process."""
     bad: list[dict] = []
     items = _extract_part(extractor, utts, bad)
     return bad, _save_part(path, utts, items, extractor, bad)
 
 
+def default_workers(extractor: FeatureExtractor) -> int:
+    """Processes for ``extractor`` when the user names none: one per usable core for extractors that
+    compute on one core per utterance (``parallel``, e.g. openSMILE), else 1 (a torch model already
+    uses every core through its threads)."""
+    if not getattr(extractor, "parallel", False):
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# Utterances per task of the pool: small enough that both cores stay busy to the end and progress
+# moves, large enough that the per-task cost (pickling, a round trip) stays small.
+MIN_CHUNK = 4
+
+_worker_extractor: FeatureExtractor | None = None
+
+
 def _die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: the kernel kills this worker when its parent dies, even by ``kill -9``
-    (otherwise each worker, with a model loaded, lives on)."""
+    """The kernel kills this worker when its parent dies, even by ``kill -9`` (otherwise each
+    worker, with a model loaded, lives on)."""
     import signal
     import sys
 
@@ -221,6 +237,87 @@ def _die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before the line above took effect
         os._exit(1)
+
+
+def _init_worker(parent_pid: int, extractor: FeatureExtractor, context: Sequence[Utterance] | None) -> None:
+    """Worker initializer: the extractor arrives once per worker, not once per task."""
+    global _worker_extractor
+    _die_with_parent(parent_pid)
+    if "torch" in __import__("sys").modules:  # one process per core: one thread each
+        import torch
+
+        torch.set_num_threads(1)
+    if context is not None and hasattr(extractor, "prime"):
+        extractor.prime(context)
+    _worker_extractor = extractor
+
+
+def _worker_chunk(utts: Sequence[Utterance]) -> tuple[list[ExtractedItem | None], list[dict], tuple | None]:
+    """(items, unreadable files, failure). Exceptions do not cross the process boundary whole (a
+    MerbenchError loses its fix when pickled), so a failure comes back as plain data: the utterance
+    that raised it, found by extracting the chunk's utterances one by one."""
+    ex = _worker_extractor
+    assert ex is not None
+    bad: list[dict] = []
+    try:
+        return _extract_part(ex, utts, bad), bad, None
+    except Exception as first:  # noqa: BLE001 - named below with its file
+        for u in utts:
+            try:
+                _extract_part(ex, [u], [])
+            except Exception as e:  # noqa: BLE001
+                return [], [], (u.uid, u.audio_path or u.video_path or "", f"{type(e).__name__}: {e}",
+                                getattr(e, "fix", None))
+        return [], [], (utts[0].uid, "", f"{type(first).__name__}: {first}", getattr(first, "fix", None))
+
+
+def _extract_in_pool(extractor: FeatureExtractor, todo: list[tuple[list[Utterance], Path]], workers: int,
+                     context: Sequence[Utterance] | None):
+    """Extract the parts of ``todo`` in ``workers`` spawned processes, in chunks of utterances; each
+    part is written here as soon as all its chunks are back. Yields (unreadable files, dims, utterances
+    done) per finished chunk (dims and unreadable files only when a part is written). Same arrays as
+    extracting in this process: each utterance is extracted alone by the same code."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    n_todo = sum(len(part) for part, _ in todo)
+    size = max(MIN_CHUNK, min(max(1, extractor.batch_size), -(-n_todo // (workers * 8))))
+    chunks = [(k, i) for k, (part, _) in enumerate(todo) for i in range(0, len(part), size)]
+    results: dict[int, dict[int, tuple]] = {k: {} for k in range(len(todo))}
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker, initargs=(os.getpid(), extractor, context)) as pool:
+        pending = {pool.submit(_worker_chunk, todo[k][0][i:i + size]): (k, i) for k, i in chunks}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    k, i = pending.pop(fut)
+                    items, chunk_bad, failure = fut.result()
+                    if failure is not None:
+                        uid, path, why, fix = failure
+                        raise FeatureExtractionError(
+                            f"extractor {extractor.name} failed on {path or 'utterance ' + uid} (utterance {uid}): {why}",
+                            fix=fix or "fix or remove that file; the parts finished so far are kept")
+                    part, path = todo[k]
+                    results[k][i] = (items, chunk_bad)
+                    part_bad, dims = [], {}
+                    if sum(len(r[0]) for r in results[k].values()) == len(part):
+                        part_items = [it for j in sorted(results[k]) for it in results[k][j][0]]
+                        part_bad = [b for j in sorted(results[k]) for b in results[k][j][1]]
+                        dims = _save_part(path, part, part_items, extractor, part_bad)
+                        results[k] = {}
+                    yield part_bad, dims, len(items)
+        except BrokenProcessPool:
+            names = [todo[k][0][i].audio_path or todo[k][0][i].video_path or todo[k][0][i].uid
+                     for k, i in list(pending.values())[:workers]]
+            raise FeatureExtractionError(
+                f"a worker process of extractor {extractor.name} died (killed, or out of memory) while extracting "
+                f"chunks starting at: {', '.join(str(n) for n in names)}",
+                fix="run again (finished parts are kept); with --workers 1 a crash names its file") from None
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def _clean_stale_tmp(entry: Path) -> None:
@@ -283,8 +380,9 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
                    warn: Callable[[str], None] | None = None) -> Path:
     """Extract (or finish extracting) features for every utterance of ``corpus``.
 
-    ``workers`` > 1 extracts parts in that many processes (each part is its own file, so
-    they never write the same place); the extractor is pickled to them. A damaged part (cut short,
+    ``workers`` > 1 extracts in that many spawned processes, chunk by chunk (the extractor is
+    pickled to each once; the parts are written here); :func:`default_workers` says how many suit
+    an extractor. A damaged part (cut short,
     not loadable) is named through ``warn`` and extracted again."""
     warn = warn or log.warning
     if hasattr(extractor, "bind"):
@@ -332,20 +430,15 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
             todo.append((part, path))
         if progress:
             progress(done, len(utts))
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            context = utts if hasattr(extractor, "prime") else None
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-                futures = {pool.submit(_extract_and_save, extractor, part, path, context): part for part, path in todo}
-                for fut in as_completed(futures):
-                    part_bad, dims = fut.result()
-                    bad.extend(part_bad)
-                    done += len(futures[fut])
-                    if progress:
-                        progress(done, len(utts))
+        n_todo = sum(len(part) for part, _ in todo)
+        if workers > 1 and n_todo >= 2 * MIN_CHUNK:
+            for part_bad, part_dims, n in _extract_in_pool(extractor, todo, workers,
+                                                           utts if hasattr(extractor, "prime") else None):
+                bad.extend(part_bad)
+                dims = part_dims or dims
+                done += n
+                if progress:
+                    progress(done, len(utts))
         else:
             for part, path in todo:
                 part_bad, dims = _extract_and_save(extractor, part, path)

@@ -592,10 +592,14 @@ def _job(args: tuple[SynthConfig, str, int, str]) -> tuple[list[dict], list[dict
     return render_dialogue(*args)
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int | None = None) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+    if parent_pid is not None:  # a pool worker: killed with its parent, not left writing into a removed folder
+        from merbench.features.store import _die_with_parent
+
+        _die_with_parent(parent_pid)
 
 
 def _iter_dialogues(cfg: SynthConfig, out_dir: Path, splits: list[str], workers: int) -> Iterator[tuple[list, list]]:
@@ -608,7 +612,7 @@ def _iter_dialogues(cfg: SynthConfig, out_dir: Path, splits: list[str], workers:
     import multiprocessing as mp
 
     # spawn: never inherit the parent's threads (torch, BLAS) into a forked child.
-    with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         yield from pool.imap(_job, jobs, chunksize=2)
 
 
