@@ -35,16 +35,18 @@ def _corpus(root: Path, n: int, corrupt: set[int] = frozenset()) -> Corpus:
     return _audio_corpus(root, n, corrupt)
 
 
-def test_one_opensmile_run_gives_the_arrays_of_one_smile_per_level(tmp_path):
+@pytest.mark.parametrize("name", ["eGeMAPSv02", "ComParE_2016"])
+def test_one_opensmile_run_gives_the_arrays_of_one_smile_per_level(tmp_path, name):
     import opensmile
 
-    from merbench.features.audio import EGeMAPSExtractor
+    from merbench.features.audio import ComParE2016Extractor, EGeMAPSExtractor
 
-    ex = EGeMAPSExtractor()
-    fs = opensmile.FeatureSet.eGeMAPSv02
+    cls = EGeMAPSExtractor if name == "eGeMAPSv02" else ComParE2016Extractor
+    ex = cls()
+    fs = getattr(opensmile.FeatureSet, name)
     per_level = {lvl: opensmile.Smile(feature_set=fs, feature_level=lvl)
                  for lvl in (opensmile.FeatureLevel.Functionals, opensmile.FeatureLevel.LowLevelDescriptors)}
-    for i, seconds in enumerate((1.3, 0.35)):
+    for i, seconds in enumerate((1.3, 0.35) if cls is EGeMAPSExtractor else (0.5,)):
         x = sf.read(_speechlike(tmp_path / f"{i}.wav", seconds, 140 + 40 * i, i), dtype="float32")[0]
         got = ex.features(x)
         func = per_level[opensmile.FeatureLevel.Functionals].process_signal(x, SR).to_numpy(np.float32)[0]
@@ -52,7 +54,7 @@ def test_one_opensmile_run_gives_the_arrays_of_one_smile_per_level(tmp_path):
         assert got.frames.shape == lld.shape and len(lld) > 10
         np.testing.assert_array_equal(got.pooled, func)
         np.testing.assert_array_equal(got.frames, lld)
-        pooled_only = EGeMAPSExtractor(with_frames=False).features(x)
+        pooled_only = cls(with_frames=False).features(x)
         assert pooled_only.frames is None
         np.testing.assert_array_equal(pooled_only.pooled, func)
 
