@@ -149,3 +149,14 @@ def test_decode_speed_report_structure(tmp_path):
         assert row["old_s_per_clip"] > 0 and row["pyav_s_per_clip"] > 0
         assert row["ratio_old_over_pyav"] == pytest.approx(row["old_s_per_clip"] / row["pyav_s_per_clip"], rel=0.05, abs=0.02)
     assert ("ratio_old_over_pyav" in res["audio_from_mp4"]) == (report["ffmpeg_program"] is not None)
+
+
+def test_main_job_stage_times_run_from_one_stage_line_to_the_next():
+    from merbench.perf.main_job import _stages
+
+    stamped = [(2.0, 1.0, "· corpus: synthetic"), (3.0, 1.5, "synthetic corpus 300/300"),
+               (50.0, 90.0, "· features: audio-egemaps (audio)"), (80.0, 150.0, "· seed 0: weighted_f1 80.1 -> x")]
+    assert _stages(stamped, 90.0, 160.0) == [("start-up (imports, config, checks)", 2.0, 1.0),
+                                             ("corpus: synthetic", 48.0, 89.0),
+                                             ("features: audio-egemaps (audio)", 30.0, 60.0),
+                                             ("seed 0: weighted_f1 80.1 -> x", 10.0, 10.0)]
