@@ -20,6 +20,7 @@ import yaml
 from merbench.cli import main
 from merbench.runner import RunRequest, run
 
+pytestmark = pytest.mark.slow  # trains on a small synthetic corpus
 N_DIALOGUES = 10  # 24 train, 4 valid, 9 test utterances at seed 0: seconds to extract and train
 
 
@@ -73,10 +74,13 @@ def test_run_keeps_its_model_beside_the_result(mlp_result):
     assert not list((Path(os.environ["MERBENCH_HOME"]) / "runs").rglob("weights.safetensors"))
 
 
-def test_no_keep_model_keeps_none(env):
+def test_no_keep_model_keeps_none(env, capsys):
     out = run(RunRequest(method="mlp", dataset="synthetic", modalities="t", seeds=[1], epochs=1,
                          results_dir=env / "nokeep", keep_model=False))[0]
     assert json.loads(out.read_text())["model"] == {} and not out.with_suffix(".model").exists()
+    assert main(["predict", str(out), "synthetic", "--output", str(env / "nokeep" / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "has no kept model" in err and "--force" in err
 
 
 @pytest.mark.parametrize("which", ["mlp_result", "erc_result"])
