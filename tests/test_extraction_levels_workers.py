@@ -109,6 +109,24 @@ def test_pool_gives_the_arrays_of_one_process(tmp_path, monkeypatch):
     assert progress[-1] == (12, 12) and len(progress) > 2  # moves chunk by chunk
 
 
+def test_face_crops_from_the_pool_are_those_of_one_process(tmp_path):
+    from merbench.datasets.synthetic.generator import generate
+    from merbench.datasets.synthetic.adapter import SyntheticDataset
+    from merbench.features import store
+    from merbench.features.store import default_workers
+    from merbench.features.video import FaceCropExtractor
+
+    root = generate(tmp_path / "syn", n_dialogues=3, seed=0, workers=1)
+    full = SyntheticDataset(root).load()
+    corpus = Corpus("syn-head", full.utterances[:10], root=full.root)
+    assert default_workers(FaceCropExtractor()) == default_workers(type("P", (), {"parallel": True})())
+    one = store.load_table(store.extract_corpus(corpus, FaceCropExtractor(), cache=tmp_path / "one", workers=1))
+    two = store.load_table(store.extract_corpus(corpus, FaceCropExtractor(), cache=tmp_path / "two", workers=2))
+    np.testing.assert_array_equal(one.pooled, two.pooled)
+    for fa, fb in zip(one.frames, two.frames):
+        np.testing.assert_array_equal(fa, fb)
+
+
 class FailsOnU5(FeatureExtractor):
     """Raises a plain error (not an unreadable-file error) on utterance u5."""
 

@@ -93,6 +93,9 @@ class FaceCropExtractor(FeatureExtractor):
     modality = "v"
     levels = ("pooled", "frames")
     batch_size = 8
+    # Decoding and detection run on one core per clip and each clip's features are its own (the
+    # random selector is seeded per clip): extract_corpus runs a process per core by default.
+    parallel = True
     # What a method config may set (features.v.options); the detector is code, not config.
     config_options = ("select_track", "lipsync_checkpoint", "random_seed", "max_frames", "crop_size", "margin",
                       "detect_max_side", "detect_every", "face_tracking")
