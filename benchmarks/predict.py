@@ -98,7 +98,7 @@ class FoldModel:
             req = FeatureRequest(f["extractor"], f.get("level", "pooled"), dict(f.get("options") or {}))
             try:
                 check_options(req)
-                extractor = make_extractor(req)
+                extractor = make_extractor(req, only_requested_level=True)  # as the run built it
             except MerbenchError as e:
                 raise ConfigError(f"model {self.folder}: its {MODALITY_NAMES.get(m, m)} features come from extractor "
                                   f"{f['extractor']!r}, which is not available here ({e.message})",
