@@ -23,7 +23,8 @@ accuracy against the corpus' ``cues.csv`` (ground truth, read only here):
 - on speaker: of all utterances, the share whose mean crop centre lies within a quarter of the
   speaker's face height of the speaker's face centre.
 
-``python benchmarks/perf/face_speed.py [--dialogues 30] [--clips 24] [--repeats 2] [--corpus DIR] [--json OUT]``
+``python benchmarks/perf/face_speed.py [--dialogues 30] [--clips 24] [--repeats 2] [--corpus DIR]
+[--sides v1,interpolate,template] [--no-synthetic] [--json OUT]``
 """
 
 from __future__ import annotations
@@ -164,10 +165,10 @@ def time_side(side: str, utts) -> tuple[float, list, dict]:
     return dt, items, dict(ex.counts)
 
 
-def measure(name: str, utts, cues, frame_size, repeats: int, placement=None) -> dict[str, dict]:
+def measure(name: str, utts, cues, frame_size, repeats: int, placement=None, sides=SIDES) -> dict[str, dict]:
     best: dict[str, dict] = {}
     for r in range(repeats):
-        for side in (SIDES if r % 2 == 0 else SIDES[::-1]):
+        for side in (sides if r % 2 == 0 else sides[::-1]):
             dt, items, counts = time_side(side, utts)
             if side not in best or dt < best[side]["seconds"]:
                 best[side] = {"seconds": dt, "utt_per_s": len(utts) / dt, "frames_per_s": counts["frames"] / dt,
@@ -175,7 +176,7 @@ def measure(name: str, utts, cues, frame_size, repeats: int, placement=None) -> 
                               "no_face": counts["no_face"], "several_faces": counts["several_faces"],
                               **accuracy(items, utts, cues, *frame_size, placement)}
             print(f"  {name} pass {r + 1} {side:11s} {dt:7.2f} s", flush=True)
-    for side in SIDES:
+    for side in sides:
         best[side]["ratio_to_v1"] = best[side]["utt_per_s"] / best["v1"]["utt_per_s"]
     return best
 
@@ -196,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--corpus", type=Path, help="an existing synthetic corpus to reuse")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--no-synthetic", action="store_true", help="time only the 720p clips")
+    ap.add_argument("--sides", default=",".join(SIDES), help=f"which of {','.join(SIDES)} to run (v1 always)")
     args = ap.parse_args(argv)
+    sides = tuple(s for s in SIDES if s == "v1" or s in args.sides.split(","))
 
     with tempfile.TemporaryDirectory(prefix="face_speed_") as tmp_s:
         tmp = Path(tmp_s)
@@ -211,10 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         cues = load_cues(root)
         utts = utterances(root)
         out: dict[str, object] = {"n_utterances": len(utts)}
-        load0 = os.getloadavg()[0]
-        res = measure("synthetic", utts, cues, (128, 96), args.repeats)
-        out["synthetic"] = {"load_before": load0, "load_after": os.getloadavg()[0], "sides": res}
-        print_table(f"synthetic, {len(utts)} utterances (128x96, 12.5 fps)", res, (load0, os.getloadavg()[0]))
+        if not args.no_synthetic:
+            load0 = os.getloadavg()[0]
+            res = measure("synthetic", utts, cues, (128, 96), args.repeats, sides=sides)
+            out["synthetic"] = {"load_before": load0, "load_after": os.getloadavg()[0], "sides": res}
+            print_table(f"synthetic, {len(utts)} utterances (128x96, 12.5 fps)", res, (load0, os.getloadavg()[0]))
         if args.clips:
             two = [u for u, c in sorted(cues.items()) if c["speaker_side"] in ("left", "right")]
             one = [u for u, c in sorted(cues.items()) if c["speaker_side"] not in ("left", "right")]
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n720p clips: {len(chosen)} written in {time.perf_counter() - t:.1f} s")
             hd_utts = utterances(root, chosen, tmp / "hd")
             load0 = os.getloadavg()[0]
-            res = measure("720p", hd_utts, cues, (HD_W, HD_H), args.repeats, placement)
+            res = measure("720p", hd_utts, cues, (HD_W, HD_H), args.repeats, placement, sides)
             out["hd720"] = {"load_before": load0, "load_after": os.getloadavg()[0], "sides": res}
             print_table(f"720p / 25 fps H.264, {len(chosen)} utterances", res, (load0, os.getloadavg()[0]))
     if args.json:

@@ -6,9 +6,10 @@ Steps for one utterance:
 1. read at most ``max_frames`` frames spread over the clip (:func:`read_video`), scaled
    down so that the longer side is at most ``detect_max_side`` pixels (by the decoder);
 2. detect faces with a :class:`FaceDetector` (default: OpenCV's Haar cascade, and skin-colour
-   blobs in the frames where Haar finds nothing) on every ``detect_every``-th frame and the
-   last, and follow each face in between by template matching; a frame where a face is lost
-   gets a full detection (``face_tracking: template``, :func:`track_faces_sparse`);
+   blobs in the frames where Haar finds nothing) on the first frame and on any frame where a
+   followed face is lost, and on every ``detect_every``-th frame (default 16) with the
+   followed faces painted out, to find faces that came in; in between, follow each face by
+   template matching (``face_tracking: template``, :func:`track_faces_sparse`);
 3. link detections into tracks (nearest box centre);
 4. pick one track with a ``select_track(tracks, audio, frames) -> index`` hook (default
    :func:`select_by_mouth_motion`, a cheap active-speaker guess);
@@ -148,7 +149,8 @@ class FaceCropExtractor(FeatureExtractor):
             out["select_track_settings"] = sel.settings()
         if self.face_tracking != "interpolate":  # interpolate keeps version 1's settings, so its cache key
             out["face_tracking"] = {"method": self.face_tracking, "decoder_scaling": "area",
-                                    "template_side": TEMPLATE_SIDE, "search": TRACK_SEARCH, "min_score": TRACK_MIN_SCORE}
+                                    "template_side": TEMPLATE_SIDE, "search": TRACK_SEARCH, "min_score": TRACK_MIN_SCORE,
+                                    "refresh": "primary detector, followed faces painted out"}
         return out
 
     def _downscale(self, frames: np.ndarray) -> np.ndarray:

@@ -193,8 +193,8 @@ def _masked(frame: np.ndarray, boxes: Sequence[Box], margin: float = 0.15) -> np
 
 
 def track_faces_sparse(frames: np.ndarray, detector, detect_every: int = 16, max_jump: float = 0.75,
-                       min_hits_frac: float = 0.3, search: float = 0.35, min_score: float = 0.5
-                       ) -> tuple[list[FaceTrack], int]:
+                       min_hits_frac: float = 0.3, search: float = 0.35, min_score: float = 0.5,
+                       refresh_detector=None) -> tuple[list[FaceTrack], int]:
     """Face tracks over ``frames`` (T, H, W, 3), the detector run on few frames:
 
     - the first frame, and any frame where a followed face is lost (template match score below
@@ -202,7 +202,9 @@ def track_faces_sparse(frames: np.ndarray, detector, detect_every: int = 16, max
       (nearest centre within ``max_jump`` box sizes) and refresh their templates; so a cut or a
       fast move costs one detection, not the track;
     - every ``detect_every``-th frame otherwise: a detection with the followed faces painted
-      out (:func:`_masked`), which only looks for faces that came in;
+      out (:func:`_masked`), which only looks for faces that came in, by ``refresh_detector``
+      (default: ``detector``'s primary detector when it is a :class:`FallbackDetector`: finding
+      nothing there is the usual answer, not a reason to try skin blobs);
     - in between, each face is followed by template matching (:func:`_follow`).
 
     Tracks with a box in fewer than ``min_hits_frac`` of the best track's frames are dropped.
@@ -210,6 +212,7 @@ def track_faces_sparse(frames: np.ndarray, detector, detect_every: int = 16, max
     n = len(frames)
     greys = _greys(frames)
     every = max(1, int(detect_every))
+    refresh = refresh_detector or getattr(detector, "primary", detector)
     lives: list[_Live] = []
     n_detect = 0
     for t in range(n):
@@ -222,7 +225,7 @@ def track_faces_sparse(frames: np.ndarray, detector, detect_every: int = 16, max
             n_detect += 1
         elif t % every == 0:
             boxes = [tuple(int(v) for v in b)
-                     for b in detector.detect(_masked(frames[t], [f for f in followed if f is not None]))]
+                     for b in refresh.detect(_masked(frames[t], [f for f in followed if f is not None]))]
             n_detect += 1
         matched = _link(boxes, [f if f is not None else lv.track.last() for f, lv in zip(followed, lives)], max_jump)
         for ti, lv in enumerate(lives):
