@@ -203,15 +203,23 @@ class RawText:
             budget -= cost
         return current, (" ".join(picked) if picked else None)
 
-    def tokenize(self, split: "SplitData", rows: Sequence[int]) -> dict[str, torch.Tensor]:
-        tok = self.tokenizer
-        encs = []
-        for r in rows:
-            current, context = self.text_inputs(split, r)
+    def token_ids(self, split: "SplitData", row: int) -> list[int]:
+        """Token ids of one row, tokenized once per split and these settings (every epoch reads
+        the same rows again; the split's texts do not change)."""
+        cache = split.__dict__.setdefault("_raw_token_ids", {}).setdefault(
+            (self.encoder_name, self.max_length, self.context_turns, self.speaker_names), {})
+        if row not in cache:
+            current, context = self.text_inputs(split, row)
+            tok = self.tokenizer
             # Context first, current utterance second: "[CLS] context [SEP] current [SEP]".
             enc = tok(context, current, truncation=True, max_length=self.max_length) if context \
                 else tok(current, truncation=True, max_length=self.max_length)
-            encs.append(enc["input_ids"])
+            cache[row] = enc["input_ids"]
+        return cache[row]
+
+    def tokenize(self, split: "SplitData", rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        tok = self.tokenizer
+        encs = [self.token_ids(split, r) for r in rows]
         ids = torch.full((len(encs), max(len(e) for e in encs)), int(tok.pad_token_id or 0), dtype=torch.long)
         mask = torch.zeros(ids.shape, dtype=torch.long)
         for i, e in enumerate(encs):

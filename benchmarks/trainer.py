@@ -79,6 +79,11 @@ DEFAULT_TRAIN = {
     # Keep pooled features of a split as one tensor on the device and gather batches from it
     # (no per-batch host->device copies). "auto": on for CUDA devices.
     "resident_features": "auto",
+    # Optimizer kernels: torch's default on the CPU loops over the parameters in Python, one small
+    # kernel (and thread barrier) per operation and tensor; "foreach" groups the same arithmetic into
+    # a few kernels (bitwise the same weights); "fused" is one kernel per tensor, fastest, but it
+    # rounds differently (about 1e-8 per step), so results move by seed noise: opt-in.
+    "optimizer_impl": "foreach",
 }
 VALID_KEYS = ("valid_accuracy", "valid_ua", "valid_weighted_f1", "valid_macro_f1")
 
@@ -247,6 +252,11 @@ class Batcher:
         """Every unit of ``split`` once: row indices, or the rows of each dialogue."""
         return split.dialogues() if self.method.unit == "dialogue" else list(range(len(split)))
 
+    def sorts_by_length(self) -> bool:
+        """Whether batches have a length to pad to (frames, raw text, or dialogues of turns)."""
+        return self.method.unit == "dialogue" or bool(self.raw) or any(
+            self.levels[m] == "frames" for m in self.feature_modalities)
+
     def length(self, split: SplitData, unit) -> int:
         """What length bucketing sorts by: turns of a dialogue, or the longest input of an utterance."""
         if self.method.unit == "dialogue":
@@ -256,11 +266,15 @@ class Batcher:
         return max([n] + [self.method.raw_length(split, unit, m) for m in self.raw])
 
     def batches(self, split: SplitData, batch_size: int, shuffle: bool, epoch: int = 0,
-                units: list | None = None) -> Iterator[dict]:
-        """Device batches of ``units`` (default: every unit once); shuffled per (seed, epoch)."""
+                units: list | None = None, by_length: bool = False) -> Iterator[dict]:
+        """Device batches of ``units`` (default: every unit once); shuffled per (seed, epoch).
+        ``by_length`` (unshuffled only): batches of neighbours in length, shortest first, so that
+        evaluation pads each batch to about its own length instead of to a random long one."""
         units = self.units(split) if units is None else units
         seed = self.method.seed
         order = list(range(len(units)))
+        if by_length and not shuffle and self.sorts_by_length():
+            order.sort(key=lambda i: self.length(split, units[i]))
         if shuffle:
             random.Random(f"{seed}-{epoch}").shuffle(order)
         if self.cfg["bucket_by_length"] and shuffle:
@@ -294,7 +308,9 @@ def evaluate(method: "TorchMethod", model: nn.Module, batcher: Batcher, split: S
     model.eval()
     probs = np.zeros((len(split), method.num_classes), dtype=np.float32)
     total, count = 0.0, 0
-    for batch in batcher.batches(split, batch_size, shuffle=False):
+    # Probabilities go back to their rows by batch["index"], so the batch order is free: sorted by
+    # length, a batch pads to its own longest input (the padding is masked, so only the time changes).
+    for batch in batcher.batches(split, batch_size, shuffle=False, by_length=True):
         out = method.forward(model, batch)
         logits = method.logits(out)
         if "labels" in batch:
@@ -355,7 +371,7 @@ class Trainer:
                     if p.grad is not None:
                         p.grad.div_(pending)  # sum of batch means -> mean over the batches
         if self.cfg["grad_clip"]:
-            nn.utils.clip_grad_norm_(params, self.cfg["grad_clip"])
+            nn.utils.clip_grad_norm_(params, self.cfg["grad_clip"], foreach=True)  # same norm, grouped kernels
         self.optimizer.step()
         self.updates += 1
         self.method.on_update(self)
@@ -461,6 +477,16 @@ class Trainer:
                          select_metric=metric, history=state["history"])
 
 
+def optimizer_impl(method_name: str, train_cfg: dict, fused_ok: bool = True) -> dict:
+    """Keyword arguments for a torch optimizer from ``train.optimizer_impl`` (see DEFAULT_TRAIN)."""
+    impl = str(train_cfg.get("optimizer_impl", "foreach")).lower()
+    if impl not in ("foreach", "fused", "loop"):
+        raise ConfigError(f"method {method_name}: unknown train.optimizer_impl {impl!r}", fix="use foreach, fused or loop")
+    if impl == "fused" and fused_ok:
+        return {"fused": True}
+    return {"foreach": impl != "loop"}  # rmsprop has no fused kernel: foreach
+
+
 class TorchMethod(Method):
     """Base for neural methods. Subclasses implement :meth:`build_model` (and usually
     :meth:`forward`); the default loss is cross-entropy on ``outputs`` (or ``outputs['logits']``).
@@ -487,14 +513,15 @@ class TorchMethod(Method):
         t = train_cfg if train_cfg is not None else self.train_cfg
         params = [p for p in model.parameters() if p.requires_grad]
         name = str(t["optimizer"]).lower()
+        impl = optimizer_impl(self.name, t, fused_ok=name != "rmsprop")
         if name == "adam":
-            return torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"])
+            return torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"], **impl)
         if name == "adamw":
-            return torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+            return torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"], **impl)
         if name == "rmsprop":
-            return torch.optim.RMSprop(params, lr=t["lr"], weight_decay=t["weight_decay"])
+            return torch.optim.RMSprop(params, lr=t["lr"], weight_decay=t["weight_decay"], **impl)
         if name == "sgd":
-            return torch.optim.SGD(params, lr=t["lr"], weight_decay=t["weight_decay"], momentum=0.9)
+            return torch.optim.SGD(params, lr=t["lr"], weight_decay=t["weight_decay"], momentum=0.9, **impl)
         raise ConfigError(f"method {self.name}: unknown optimizer {t['optimizer']!r}", fix="use adam, adamw, rmsprop or sgd")
 
     def configure_scheduler(self, optimizer, epochs: int, updates_per_epoch: int):

@@ -21,7 +21,7 @@ import torch
 
 from merbench.errors import ConfigError
 from merbench.metadata import method_metadata_file
-from merbench.trainer import Trainer, TorchMethod
+from merbench.trainer import Trainer, TorchMethod, optimizer_impl
 
 from .model import EMAModel, LipSyncGraphERC, total_loss
 
@@ -144,7 +144,8 @@ class LipSyncGraphERCMethod(TorchMethod):
         if name != "adamw":
             raise ConfigError(f"method {self.name}: only adamw is implemented (the paper's optimizer), not {name!r}",
                               fix="set train.optimizer: adamw")
-        return torch.optim.AdamW(self._param_groups(net), lr=float(self.train_cfg["lr"]), betas=(0.9, 0.999), eps=1e-8)
+        return torch.optim.AdamW(self._param_groups(net), lr=float(self.train_cfg["lr"]), betas=(0.9, 0.999), eps=1e-8,
+                                 **optimizer_impl(self.name, self.train_cfg))
 
     def configure_scheduler(self, optimizer, epochs, updates_per_epoch):
         return None  # the LR schedule steps per update (on_update), not per epoch

@@ -230,8 +230,10 @@ class EMAModel(nn.Module):
         # Decay warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early
         # averages are not dominated by the random initial weights when updates are few.
         d = min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
-        for s, p in zip(self.shadow.parameters(), self.net.parameters()):
-            s.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        # The same s = s * d + (1 - d) * p per tensor, in grouped kernels (one Python call, not one per tensor).
+        shadow = list(self.shadow.parameters())
+        torch._foreach_mul_(shadow, d)
+        torch._foreach_add_(shadow, [p.detach() for p in self.net.parameters()], alpha=1.0 - d)
         for s, b in zip(self.shadow.buffers(), self.net.buffers()):
             s.copy_(b)  # BatchNorm statistics: the current ones
         self.updates += 1
