@@ -102,14 +102,44 @@ def load_encoder(name: str, pooling: str = "pooler") -> nn.Module:
     return model
 
 
+def _layers(model: nn.Module) -> Sequence[nn.Module] | None:
+    """The transformer blocks of a Hugging Face encoder (BERT / RoBERTa: encoder.layer; DistilBERT: transformer.layer)."""
+    for path in ("encoder.layer", "transformer.layer"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            return obj
+    return None
+
+
+def freeze_bottom(model: nn.Module, n_layers: int, name: str) -> None:
+    """Freeze the embeddings and the first ``n_layers`` blocks (``encoder.freeze_layers``). Their
+    outputs then need no gradient, so backward stops at the first trainable block and the optimizer
+    never touches the (large) embedding table: a CPU budget, not the original fine-tuning."""
+    layers = _layers(model)
+    embeddings = getattr(model, "embeddings", None)
+    if layers is None or embeddings is None:
+        raise ConfigError(f"text encoder {name!r}: encoder.freeze_layers needs a BERT-like model (embeddings and layers)",
+                          fix="drop encoder.freeze_layers for this encoder")
+    if not 0 <= n_layers <= len(layers):
+        raise ConfigError(f"encoder.freeze_layers {n_layers}: the encoder {name!r} has {len(layers)} layers",
+                          fix=f"use 0..{len(layers)}")
+    for module in [embeddings, *list(layers)[:n_layers]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
 class TextEncoder(nn.Module):
     """A Hugging Face encoder giving a pooled vector (B, H) and token states (B, L, H)."""
 
-    def __init__(self, name: str, pooling: str = "pooler"):
+    def __init__(self, name: str, pooling: str = "pooler", freeze_layers: int | None = None):
         super().__init__()
         self.name, self.pooling = name, pooling
         self.model = load_encoder(name, pooling)
         self.hidden_size = int(self.model.config.hidden_size)
+        if freeze_layers is not None:
+            freeze_bottom(self.model, int(freeze_layers), name)
 
     def forward(self, text: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         mask = text["attention_mask"]
@@ -127,10 +157,12 @@ class TextEncoder(nn.Module):
 
 def encoder_from_config(cfg: dict[str, Any] | None) -> TextEncoder:
     cfg = cfg or {}
-    return TextEncoder(str(cfg.get("name", MINILM_NAMES[0])), str(cfg.get("pooling", "pooler")))
+    freeze = cfg.get("freeze_layers")
+    return TextEncoder(str(cfg.get("name", MINILM_NAMES[0])), str(cfg.get("pooling", "pooler")),
+                       None if freeze is None else int(freeze))
 
 
-ENCODER_KEYS = {"name", "pooling", "max_length"}
+ENCODER_KEYS = {"name", "pooling", "max_length", "freeze_layers"}
 CONTEXT_KEYS = {"turns", "speaker_names"}
 
 

@@ -51,8 +51,39 @@ def count_runs(monkeypatch):
 # -- expansion ------------------------------------------------------------------------------------
 
 
-def test_default_suite_expands_to_the_agreed_runs(tmp_path):
+def test_default_suite_has_every_method_on_the_synthetic_corpus_and_a_real_protocol(tmp_path):
+    from merbench.registry import METHODS, get_dataset
+
     plan = expand_suite("default", tmp_path / "res")
+    where: dict[str, set[str]] = {}
+    for j in plan.jobs:
+        where.setdefault(j.request.method, set()).add(j.request.dataset)
+    builtin = {n for n in METHODS.names() if get_method_module(n).startswith("merbench.methods.")}
+    assert builtin and builtin <= set(where), f"missing from the default suite: {sorted(builtin - set(where))}"
+    for method, datasets in where.items():
+        assert "synthetic" in datasets, method
+        assert datasets - {"synthetic"}, f"{method}: no real protocol in the default suite"
+    assert all(get_dataset(d) for ds in where.values() for d in ds)
+    # Nothing there is a GPU run, and fine-tuning on a real corpus is only in the full-budget variant's gpu suite.
+    assert all(j.request.device == "cpu" for j in plan.jobs)
+    assert not [j for j in plan.jobs if j.request.method == "text_transformer" and j.request.variant == "default"]
+
+
+def get_method_module(name: str) -> str:
+    from merbench.registry import get_method
+
+    return get_method(name).__module__
+
+
+def test_gpu_suite_holds_the_fine_tuning_runs_on_cuda(tmp_path):
+    plan = expand_suite("gpu", tmp_path / "res")
+    got = {(j.request.method, j.request.variant, j.request.protocol) for j in plan.jobs}
+    assert ("text_transformer", "default", "meld-7") in got and ("text_transformer", "default", "iemocap-6") in got
+    assert all(j.request.device == "cuda" for j in plan.jobs)
+
+
+def test_full_suite_expands_to_the_agreed_runs(tmp_path):
+    plan = expand_suite("full", tmp_path / "res")
     got = {}
     for j in plan.jobs:
         r = j.request
@@ -83,7 +114,6 @@ def test_default_suite_expands_to_the_agreed_runs(tmp_path):
              ("meld-7", "cross_modal_attention", "frozen_text", "t"),
              ("meld-oversampled-leaky", "cross_modal_attention", "frozen_text", "t"),
              ("iemocap-6", "cross_modal_attention", "frozen_text", "t"),
-             ("meld-7", "text_transformer", "default", "t"), ("iemocap-6", "text_transformer", "default", "t"),
              ("synthetic-4", "lipsync_graph_erc", "no_graph", "tav"),
              ("synthetic-4", "lipsync_graph_erc", "no_distillation", "tav"),
              ("synthetic-4", "lipsync_graph_erc", "random_face", "tav"),

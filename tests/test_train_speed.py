@@ -155,3 +155,33 @@ def test_trainer_builds_foreach_optimizers_by_default():
     tr = Trainer(m, train, valid, workdir=None)
     tr.run()
     assert tr.optimizer.defaults["foreach"] is True
+
+
+def test_freeze_layers_stops_gradients_below_the_first_trained_block():
+    from merbench.text_encoder import encoder_from_config
+
+    enc = encoder_from_config({"name": "tiny-random-bert", "freeze_layers": 1})
+    text = {"input_ids": torch.randint(1000, 2000, (3, 5)), "attention_mask": torch.ones(3, 5, dtype=torch.long)}
+    pooled, _ = enc(text)
+    pooled.sum().backward()
+    frozen = [n for n, p in enc.named_parameters() if not p.requires_grad]
+    assert frozen and all(n.startswith(("model.embeddings.", "model.encoder.layer.0.")) for n in frozen)
+    assert any(n.startswith("model.embeddings.") for n in frozen)
+    assert all(p.grad is None for p in enc.parameters() if not p.requires_grad)
+    assert all(p.grad is not None for n, p in enc.named_parameters() if p.requires_grad)
+    with pytest.raises(ConfigError, match="freeze_layers 3"):
+        encoder_from_config({"name": "tiny-random-bert", "freeze_layers": 3})
+
+
+def test_text_transformer_cpu_variant_freezes_half_the_encoder_and_fuses_adamw():
+    cls = get_method("text_transformer")
+    cfg = method_config(cls, "cpu")
+    assert cfg["encoder"]["freeze_layers"] == 3 and cfg["train"]["optimizer_impl"] == "fused"
+    assert cfg["train"]["epochs"] == method_config(cls)["train"]["epochs"]  # the schedule is the default's
+    tiny = method_config(cls, "cpu", overrides=["encoder.name=tiny-random-bert", "encoder.freeze_layers=1"])
+    m = cls(tiny, ("t",), LABELS, seed=0)
+    model = m.build_model({}, m.num_classes)
+    opt = m.configure_optimizer(model)
+    assert opt.defaults["fused"] is True
+    trained = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert trained == m.num_parameters({}) < sum(p.numel() for p in model.parameters())

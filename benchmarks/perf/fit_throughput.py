@@ -18,6 +18,7 @@ checkouts of the engine (``python -P`` with each checkout's environment) for a b
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -95,11 +96,18 @@ def time_fit(method: str, variant: str, modalities: str, dataset: str, protocol:
     t0 = time.perf_counter()
     probs = np.asarray(m.predict(valid))
     predict_s = time.perf_counter() - t0
+    # Bitwise fingerprints of the trained weights and of the predictions: two engines that train
+    # identically give the same weights digest (the predictions may differ in the last bits when
+    # only the batching of the evaluation differs).
+    weights = hashlib.sha256()
+    for k, v in sorted(m.model.state_dict().items()):
+        weights.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
     return {"run": f"{method}:{variant}:{modalities}", "train_utterances": len(train), "valid_utterances": len(valid),
             "epochs_run": report.epochs_run, "trained_utterances": counted["utterances"], "fit_s": seconds,
             "utterances_per_s": counted["utterances"] / seconds if seconds > 0 else float("nan"),
             "predict_valid_s": predict_s,
-            "valid_accuracy_after_fit": float((probs.argmax(1) == valid.labels).mean())}
+            "valid_accuracy_after_fit": float((probs.argmax(1) == valid.labels).mean()),
+            "weights_sha256": weights.hexdigest()[:16], "probs": probs.round(7).tolist()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -124,13 +132,17 @@ def main(argv: list[str] | None = None) -> dict:
     for spec in [s.strip() for s in args.runs.split(",") if s.strip()]:
         method, variant, mods = parse_run(spec)
         load = os.getloadavg()[0]
-        row = time_fit(method, variant, mods, args.dataset, args.protocol, args.epochs, args.max_train or None,
-                       args.seed)
+        try:
+            row = time_fit(method, variant, mods, args.dataset, args.protocol, args.epochs, args.max_train or None,
+                           args.seed)
+        except Exception as e:  # noqa: BLE001 - e.g. a variant this checkout lacks: report it, time the rest
+            print(f"{spec:<40} failed: {type(e).__name__}: {e}", flush=True)
+            continue
         row.update(engine=str(Path(merbench.__file__).parent.parent), load_before=load,
                    threads=torch.get_num_threads(), epochs=args.epochs)
         print(f"{row['run']:<40} {row['utterances_per_s']:8.2f} utt/s  fit {row['fit_s']:7.2f} s  "
               f"({row['trained_utterances']} trained, {row['epochs_run']} epochs, load {load:.2f}, "
-              f"valid acc {row['valid_accuracy_after_fit']:.4f})", flush=True)
+              f"valid acc {row['valid_accuracy_after_fit']:.4f}, weights {row['weights_sha256']})", flush=True)
         out.append(row)
         if args.json:
             with open(args.json, "a", encoding="utf-8") as f:
