@@ -185,3 +185,21 @@ def test_text_transformer_cpu_variant_freezes_half_the_encoder_and_fuses_adamw()
     assert opt.defaults["fused"] is True
     trained = sum(p.numel() for g in opt.param_groups for p in g["params"])
     assert trained == m.num_parameters({}) < sum(p.numel() for p in model.parameters())
+
+
+def test_resident_pooled_features_on_the_cpu_give_the_per_row_batches():
+    cls = get_method("mlp")
+    train = fake_split(dims={"t": 6, "a": 5})
+    train.features["a"].valid[2] = False  # an unreadable file: zeros after standardising, both ways
+    batches = {}
+    for flag in (False, "auto"):
+        m = cls(method_config(cls, overrides=["model.hidden=[8]", f"train.resident_features={str(flag).lower()}"]),
+                ("t", "a"), LABELS, seed=0)
+        b = m.make_batcher(train)
+        assert (b._resident(train, "t") is not None) == (flag == "auto")
+        batches[flag] = list(b.batches(train, 4, shuffle=True, epoch=1))
+    for off, on in zip(batches[False], batches["auto"]):
+        assert torch.equal(off["index"], on["index"])
+        for k in ("t", "a"):
+            assert torch.equal(off["x"][k], on["x"][k])
+    assert not batches[False][0]["x"]["a"].eq(0).all()
