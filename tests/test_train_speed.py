@@ -203,3 +203,35 @@ def test_resident_pooled_features_on_the_cpu_give_the_per_row_batches():
         for k in ("t", "a"):
             assert torch.equal(off["x"][k], on["x"][k])
     assert not batches[False][0]["x"]["a"].eq(0).all()
+
+
+def test_sweep_estimate_sums_the_median_wall_time_of_each_runs_committed_seeds(tmp_path):
+    import json
+
+    from merbench.perf import sweep_estimate
+    from merbench.sweep import expand_suite
+
+    suite = {"_source": str(tmp_path / "s.yaml"), "runs": {
+        "floor": {"methods": ["majority"], "protocols": ["synthetic-4"], "modalities": ["t"], "seeds": 2},
+        "miust-cpu": {"methods": ["miust"], "variants": ["cpu"], "protocols": ["synthetic-4"],
+                      "modalities": ["t"], "seeds": [0]}}}
+    results = tmp_path / "res"
+    (tmp_path / "s.yaml").write_text(json.dumps(suite))
+    for job, wall in zip(expand_suite(suite, results).jobs, (10.0, 30.0)):
+        assert job.request.method == "majority"
+        job.result_path.parent.mkdir(parents=True, exist_ok=True)
+        r = job.request
+        job.result_path.write_text(json.dumps({"method": r.method, "variant": r.variant, "dataset": r.dataset,
+                                               "protocol": r.protocol, "modalities": "t",
+                                               "provenance": {"wall_time_s": wall}}))
+    # miust's default on the same protocol, another seed and config: what the variant borrows
+    other = results / "synthetic" / "synthetic-4" / "miust" / "default-t-seed5-0123abcd.json"
+    other.parent.mkdir(parents=True)
+    other.write_text(json.dumps({"method": "miust", "variant": "default", "dataset": "synthetic",
+                                 "protocol": "synthetic-4", "modalities": "t", "provenance": {"wall_time_s": 8.0}}))
+    plain = sweep_estimate.estimate(str(tmp_path / "s.yaml"), results, {}, {})
+    assert plain["runs"] == 3 and plain["unknown"] == 1 and plain["total_s"] == pytest.approx(40.0)  # 2 x median(10, 30)
+    fast = sweep_estimate.estimate(str(tmp_path / "s.yaml"), results, {"majority": 2.0},
+                                   {"miust:cpu": 4.0})
+    assert fast["unknown"] == 0 and fast["total_s"] == pytest.approx(20.0 + 2.0)
+    assert fast["by_entry"]["miust-cpu"]["seconds"] == pytest.approx(2.0)
