@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # The first optimizer a process builds imports torch._dynamo (seconds, once per process): pay it
+    # here, so that the first run timed is not charged for it.
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
     out = []
     for spec in [s.strip() for s in args.runs.split(",") if s.strip()]:
         method, variant, mods = parse_run(spec)
