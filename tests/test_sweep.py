@@ -124,7 +124,10 @@ def test_full_suite_expands_to_the_agreed_runs(tmp_path):
         assert by_variant[("mosi-2", method, "cpu")] == {(m, s) for m in ("t", "ta") for s in seeds}
     assert by_variant[("synthetic-4", "lipsync_graph_erc", "default")] == {(m, s) for m in ("t", "ta", "tav")
                                                                             for s in seeds}
-    mosi_audio = 3 + 2 * 2 * 3  # mlp t,a; miust and multi-focus cpu, t and t,a
+    for method, variant in (("cross_modal_attention", "frozen_text"), ("lipsync_graph_erc", "default")):
+        assert by_variant[("mosi-2", method, variant)] == {(m, s) for m in ("t", "ta") for s in seeds}
+    # mlp t,a; miust and multi-focus cpu, t and t,a; cross-modal attention (frozen text) and LipSync, t and t,a
+    mosi_audio = 3 + 2 * 2 * 3 + 2 * 2 * 3
     assert len(plan.jobs) == 3 * 7 + 3 + 3 * 2 * (len(real) + len(as_published)) + 3 + 3 * len(paper) + 9 + mosi_audio
     assert len({j.result_path for j in plan.jobs}) == len(plan.jobs)
 
