@@ -72,14 +72,16 @@ def repo_copy(tmp_path, monkeypatch):
         del sys.modules[mod]
 
 
-def check_conformance(name: str, all_subsets: bool = True) -> None:
+def check_conformance(name: str, tmp_path, all_subsets: bool = True) -> None:
     """The checks of tests/test_conformance.py, for every modality subset the method declares
     (or only the full set, where another test already covered the same generated code)."""
     cls = get_method(name)
     conformance.test_metadata_is_complete(name)
     for mods in cls.modality_subsets() if all_subsets else [cls.modalities]:
-        conformance.test_method_conformance(name, "default", mods)
-        conformance.test_prediction_independent_of_batch_composition(name, "default", mods)
+        for check in (conformance.test_method_conformance, conformance.test_prediction_independent_of_batch_composition):
+            where = tmp_path / f"{check.__name__}-{''.join(mods)}"  # the kept model's folder
+            where.mkdir()
+            check(name, "default", mods, where)
 
 
 def short_run(name, tmp_path, variant="default"):
@@ -120,7 +122,7 @@ def test_in_repo_method_is_registered_and_conforms(repo_copy, registries, merben
     METHODS.add_lazy({"tiny_fusion": table["tiny_fusion"]})
     cls = get_method("tiny_fusion")
     assert "TODO" in cls.metadata.title and cls.modalities == ("t", "a", "v")
-    check_conformance("tiny_fusion")
+    check_conformance("tiny_fusion", tmp_path)
 
     # the ablation variant flips a config key the model reads: the built model changes
     cfg, abl = method_config(cls), method_config(cls, "example_ablation")
@@ -148,7 +150,7 @@ def test_plugin_method_outside_the_repo(registries, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(dest))
     importlib.invalidate_caches()
     METHODS.add("plug_fusion", import_object(ref))
-    check_conformance("plug_fusion", all_subsets=False)  # same templates as the in-repo test
+    check_conformance("plug_fusion", tmp_path, all_subsets=False)  # same templates as the in-repo test
     # a second plugin in the same project leaves its pyproject alone and hands back the line
     text = (dest / "pyproject.toml").read_text()
     res2 = scaffold_method("plug_two", dest=dest)
