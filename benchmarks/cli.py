@@ -230,16 +230,11 @@ def run(method: str = typer.Argument(..., help="method name (bench list methods)
     """Train and evaluate METHOD on DATASET under a named protocol; write result files."""
     from .results import read_result
     from .runner import RunRequest, run as run_request
+    from .validate import check_device
 
     if seed is not None and seeds is not None:
         raise MerbenchError("give either --seed or --seeds, not both")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MerbenchError("--device cuda asked for, but torch sees no CUDA device", fix="use --device cpu")
-    elif device != "cpu":
-        raise MerbenchError(f"unknown device {device!r}", fix="use cpu or cuda")
+    check_device(device)
     if on_bad_media not in ("error", "zero"):
         raise MerbenchError(f"--on-bad-media {on_bad_media!r}", fix="use error or zero")
     req = RunRequest(method=method, dataset=dataset, protocol=protocol, modalities=modalities,

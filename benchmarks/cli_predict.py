@@ -37,16 +37,11 @@ def predict(model: Path = typer.Argument(..., help="a result file, its <stem>.mo
     """Label clips or a corpus split with a kept model: class probabilities and the predicted label."""
     from .atomic import atomic_write_json, atomic_write_text, check_writable_dir
     from .predict import load_model
+    from .validate import check_device
 
     if on_missing not in ("error", "zero"):
         raise MerbenchError(f"--on-missing {on_missing!r}", fix="use error or zero")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MerbenchError("--device cuda asked for, but torch sees no CUDA device", fix="use --device cpu")
-    elif device != "cpu":
-        raise MerbenchError(f"unknown device {device!r}", fix="use cpu or cuda")
+    check_device(device)
     check_writable_dir(output.parent if str(output.parent) else Path("."), "predictions", "--output")
     m = load_model(model, device=device)
     p = m.predict(inputs, text=text or None, speakers=speaker or None, split=split, root=root,

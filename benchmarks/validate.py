@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, MerbenchError
 from .metrics import METRICS
 
 # Validation scores the trainer can select checkpoints on (fields of merbench.results.Metrics).
@@ -26,6 +26,17 @@ def _is_number(v: Any) -> bool:
 
 def _is_int(v: Any) -> bool:
     return _is_number(v) and float(v).is_integer()
+
+
+def check_device(device: str) -> None:
+    """``--device`` of a command that runs a model: cpu, or cuda when torch sees a CUDA device."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MerbenchError("--device cuda asked for, but torch sees no CUDA device", fix="use --device cpu")
+    elif device != "cpu":
+        raise MerbenchError(f"unknown device {device!r}", fix="use cpu or cuda")
 
 
 def check_run_args(epochs: int | None, seeds: Sequence[int] | None) -> None:
