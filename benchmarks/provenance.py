@@ -21,7 +21,11 @@ def git_state() -> tuple[str | None, bool | None]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
                                 text=True, timeout=5).stdout.strip() or None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+        # Committed results are outputs, not code: a run writing its seeds into leaderboard/results
+        # must not mark its own later seeds as made from a dirty tree.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)leaderboard/results", ":(exclude)leaderboard/LEADERBOARD.md",
+                                ":(exclude)leaderboard/leaderboard_assets"], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, timeout=5).stdout.strip() != ""
         return commit, (dirty if commit else None)
     except (OSError, subprocess.SubprocessError):

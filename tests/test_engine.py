@@ -170,3 +170,28 @@ def test_resumed_run_wall_time_is_the_sum_of_its_pieces(merbench_home, tmp_path,
     assert [p["wall_time_s"] for p in pieces] == [30.0, 50.0]
     assert got.provenance.wall_time_s == 80.0
     assert all(p["started_at"] and p["hostname"] for p in pieces)
+
+
+def test_result_files_do_not_make_the_tree_dirty(tmp_path, monkeypatch):
+    """A run writing seed 0 into the committed results folder must not mark seeds 1.. as dirty;
+    a changed source file must."""
+    import subprocess
+
+    from merbench import provenance
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "leaderboard" / "results").mkdir(parents=True)
+    (tmp_path / "leaderboard" / "results" / "r.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "init")
+    monkeypatch.setattr(provenance, "PROJECT_ROOT", tmp_path)
+    assert provenance.git_state()[1] is False
+    (tmp_path / "leaderboard" / "results" / "r.json").write_text('{"seed": 0}')
+    assert provenance.git_state()[1] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_state()[1] is True
