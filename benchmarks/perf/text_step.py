@@ -1,0 +1,91 @@
+"""Where a text_transformer fine-tuning step spends its time: forward + backward, gradient clipping,
+the optimizer step, for the default (full fine-tuning, foreach AdamW), the default with fused AdamW,
+and the ``cpu`` variant (embeddings and lower 3 blocks frozen, fused AdamW).
+
+    python benchmarks/perf/text_step.py [--threads 1] [--batch 32] [--tokens 16] [--steps 4]
+
+One batch of ``--batch`` sentences padded to ``--tokens`` MiniLM tokens (the synthetic corpus' median
+is 15, MELD's 12), the method's own classifier (``methods/text_transformer/model.py``) on the offline
+all-MiniLM-L6-v2, AdamW with the default config's lr, weight decay and clipping. The settings
+alternate step by step (after one untimed warm-up step each), so that load from other jobs hits all
+alike; the medians are printed, with each setting's total relative to the default's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SETTINGS = {  # name: (frozen blocks or None, AdamW implementation)
+    "default (foreach AdamW)": (None, "foreach"),
+    "default, fused AdamW": (None, "fused"),
+    "cpu variant (3 blocks + embeddings frozen, fused)": (3, "fused"),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=16, help="padded length of the batch, special tokens included")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps per setting")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(ROOT))
+    from merbench.text_encoder import TextEncoder, load_tokenizer
+    from methods.text_transformer.model import TextClassifier
+
+    tok = load_tokenizer("all-MiniLM-L6-v2")
+    words = "well I really cannot believe that you said this to me again after all this time".split()
+    texts = [" ".join(words[i % 5:] + words[:i % 5]) for i in range(args.batch)]
+    batch = dict(tok(texts, padding="max_length", truncation=True, max_length=args.tokens, return_tensors="pt"))
+    labels = torch.randint(0, 4, (args.batch,), generator=torch.Generator().manual_seed(0))
+
+    runs = {}
+    for name, (frozen, impl) in SETTINGS.items():
+        torch.manual_seed(0)
+        model = TextClassifier(TextEncoder("all-MiniLM-L6-v2", freeze_layers=frozen), 4).train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.01, **{impl: True})
+        runs[name] = (model, params, opt, [])
+
+    def step(model, params, opt, times) -> None:
+        t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model({"text": batch}), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t1 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+        t2 = time.perf_counter()
+        opt.step()
+        times.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
+
+    for model, params, opt, _ in runs.values():
+        step(model, params, opt, [])  # warm-up: first kernels, lazy optimizer state
+    for _ in range(args.steps):
+        for model, params, opt, times in runs.values():
+            step(model, params, opt, times)
+
+    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch} x {args.tokens} tokens, "
+          f"load average {os.getloadavg()[0]:.2f}; median of {args.steps} steps, seconds")
+    print(f"{'setting':52s} {'fwd+bwd':>8s} {'clip':>7s} {'AdamW':>7s} {'step':>7s} {'vs default':>10s}")
+    base = None
+    for name, (_, params, _, times) in runs.items():
+        parts = [statistics.median(t[i] for t in times) for i in range(3)]
+        total = sum(parts)
+        base = base or total
+        n = sum(p.numel() for p in params)
+        print(f"{name:52s} {parts[0]:8.3f} {parts[1]:7.3f} {parts[2]:7.3f} {total:7.3f} {base / total:9.2f}x"
+              f"   ({n / 1e6:.1f}M trained parameters)")
+
+
+if __name__ == "__main__":
+    main()
