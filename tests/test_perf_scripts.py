@@ -160,3 +160,19 @@ def test_main_job_stage_times_run_from_one_stage_line_to_the_next():
                                              ("corpus: synthetic", 48.0, 89.0),
                                              ("features: audio-egemaps (audio)", 30.0, 60.0),
                                              ("seed 0: weighted_f1 80.1 -> x", 10.0, 10.0)]
+
+
+def test_text_step_times_each_part_of_the_three_settings(capsys):
+    """benchmarks/perf/text_step.py with one tiny step: every setting timed part by part, and the cpu
+    variant trains only the upper blocks, the pooler and the head."""
+    from merbench.perf import text_step
+
+    report = text_step.main(["--steps", "1", "--batch", "2", "--tokens", "8"])
+    assert list(report) == list(text_step.SETTINGS)
+    for row in report.values():
+        assert row["step_s"] == pytest.approx(row["forward_backward_s"] + row["clip_s"] + row["optimizer_s"])
+        assert min(row["forward_backward_s"], row["clip_s"], row["optimizer_s"]) > 0
+    full, fused, cpu = report.values()
+    assert full["trained_parameters"] == fused["trained_parameters"] > 2 * cpu["trained_parameters"] > 0
+    assert full["speed_vs_default"] == 1.0
+    assert "fwd+bwd" in capsys.readouterr().out

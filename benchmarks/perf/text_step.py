@@ -16,13 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
 
 SETTINGS = {  # name: (frozen blocks or None, AdamW implementation)
     "default (foreach AdamW)": (None, "foreach"),
@@ -31,17 +27,16 @@ SETTINGS = {  # name: (frozen blocks or None, AdamW implementation)
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=16, help="padded length of the batch, special tokens included")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT))
+    from merbench.methods.text_transformer.model import TextClassifier
     from merbench.text_encoder import TextEncoder, load_tokenizer
-    from methods.text_transformer.model import TextClassifier
 
     tok = load_tokenizer("all-MiniLM-L6-v2")
     words = "well I really cannot believe that you said this to me again after all this time".split()
@@ -77,7 +72,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch} x {args.tokens} tokens, "
           f"load average {os.getloadavg()[0]:.2f}; median of {args.steps} steps, seconds")
     print(f"{'setting':52s} {'fwd+bwd':>8s} {'clip':>7s} {'AdamW':>7s} {'step':>7s} {'vs default':>10s}")
-    base = None
+    base, report = None, {}
     for name, (_, params, _, times) in runs.items():
         parts = [statistics.median(t[i] for t in times) for i in range(3)]
         total = sum(parts)
@@ -85,6 +80,9 @@ def main() -> None:
         n = sum(p.numel() for p in params)
         print(f"{name:52s} {parts[0]:8.3f} {parts[1]:7.3f} {parts[2]:7.3f} {total:7.3f} {base / total:9.2f}x"
               f"   ({n / 1e6:.1f}M trained parameters)")
+        report[name] = {"forward_backward_s": parts[0], "clip_s": parts[1], "optimizer_s": parts[2],
+                        "step_s": total, "speed_vs_default": base / total, "trained_parameters": n}
+    return report
 
 
 if __name__ == "__main__":
