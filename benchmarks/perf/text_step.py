@@ -5,8 +5,8 @@ and the ``cpu`` variant (embeddings and lower 3 blocks frozen, fused AdamW).
     python benchmarks/perf/text_step.py [--threads 1] [--batch 32] [--tokens 16] [--steps 4]
 
 One batch of ``--batch`` sentences padded to ``--tokens`` MiniLM tokens (the synthetic corpus' median
-is 15, MELD's 12), the method's own classifier (``methods/text_transformer/model.py``) on the offline
-all-MiniLM-L6-v2, AdamW with the default config's lr, weight decay and clipping. The settings
+is 15, MELD's 12), the method's own classifier (``methods/text_transformer/model.py``) with the
+encoder, lr, weight decay, clipping and AdamW kernels its config files give each setting. The settings
 alternate step by step (after one untimed warm-up step each), so that load from other jobs hits all
 alike; the medians are printed, with each setting's total relative to the default's.
 """
@@ -20,10 +20,10 @@ import time
 
 import torch
 
-SETTINGS = {  # name: (frozen blocks or None, AdamW implementation)
-    "default (foreach AdamW)": (None, "foreach"),
-    "default, fused AdamW": (None, "fused"),
-    "cpu variant (3 blocks + embeddings frozen, fused)": (3, "fused"),
+SETTINGS = {  # name: (variant, --set overrides), resolved from the method's own config files
+    "default (foreach AdamW)": ("default", ()),
+    "default, fused AdamW": ("default", ("train.optimizer_impl=fused",)),
+    "cpu variant (3 blocks + embeddings frozen, fused)": ("cpu", ()),
 }
 
 
@@ -35,8 +35,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from merbench.config import method_config
     from merbench.methods.text_transformer.model import TextClassifier
-    from merbench.text_encoder import TextEncoder, load_tokenizer
+    from merbench.registry import get_method
+    from merbench.text_encoder import encoder_from_config, load_tokenizer
+    from merbench.trainer import optimizer_impl
+
+    method_cls = get_method("text_transformer")
 
     tok = load_tokenizer("all-MiniLM-L6-v2")
     words = "well I really cannot believe that you said this to me again after all this time".split()
@@ -45,35 +50,38 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     labels = torch.randint(0, 4, (args.batch,), generator=torch.Generator().manual_seed(0))
 
     runs = {}
-    for name, (frozen, impl) in SETTINGS.items():
+    for name, (variant, overrides) in SETTINGS.items():
+        cfg = method_config(method_cls, variant, overrides=overrides)
+        train = cfg["train"]
         torch.manual_seed(0)
-        model = TextClassifier(TextEncoder("all-MiniLM-L6-v2", freeze_layers=frozen), 4).train()
+        model = TextClassifier(encoder_from_config(cfg["encoder"]), 4).train()
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.01, **{impl: True})
-        runs[name] = (model, params, opt, [])
+        opt = torch.optim.AdamW(params, lr=float(train["lr"]), weight_decay=float(train["weight_decay"]),
+                                **optimizer_impl(method_cls.name, train))
+        runs[name] = (model, params, opt, float(train["grad_clip"]), [])
 
-    def step(model, params, opt, times) -> None:
+    def step(model, params, opt, clip, times) -> None:
         t0 = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(model({"text": batch}), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         t1 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)  # as the trainer clips
         t2 = time.perf_counter()
         opt.step()
         times.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
-    for model, params, opt, _ in runs.values():
-        step(model, params, opt, [])  # warm-up: first kernels, lazy optimizer state
+    for model, params, opt, clip, _ in runs.values():
+        step(model, params, opt, clip, [])  # warm-up: first kernels, lazy optimizer state
     for _ in range(args.steps):
-        for model, params, opt, times in runs.values():
-            step(model, params, opt, times)
+        for run in runs.values():
+            step(*run)
 
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch} x {args.tokens} tokens, "
           f"load average {os.getloadavg()[0]:.2f}; median of {args.steps} steps, seconds")
     print(f"{'setting':52s} {'fwd+bwd':>8s} {'clip':>7s} {'AdamW':>7s} {'step':>7s} {'vs default':>10s}")
     base, report = None, {}
-    for name, (_, params, _, times) in runs.items():
+    for name, (_, params, _, _, times) in runs.items():
         parts = [statistics.median(t[i] for t in times) for i in range(3)]
         total = sum(parts)
         base = base or total
