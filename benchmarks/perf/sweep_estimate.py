@@ -39,8 +39,10 @@ def committed_times(results: Path) -> dict[tuple, list[float]]:
             r = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        if not isinstance(r, dict) or "method" not in r:  # not a result file
+            continue
         wall = (r.get("provenance") or {}).get("wall_time_s")
-        if not isinstance(r, dict) or wall is None or "method" not in r:
+        if wall is None:
             continue
         out[(r["dataset"], r["protocol"], r["method"], r.get("variant") or "default", r["modalities"])].append(float(wall))
     return out
