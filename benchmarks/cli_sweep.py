@@ -88,7 +88,7 @@ def sweep(suite: Optional[Path] = typer.Argument(None, help="suite YAML file, or
           seeds: int = typer.Option(3, "--seeds", help="with --method: seeds 0..N-1"),
           set_: list[str] = typer.Option([], "--set", help="with --method: config override key=value (repeatable)"),
           workers: Optional[int] = typer.Option(None, "--workers", "-j",
-                                                help="parallel runs (local default 1; ray default: no cap)"),
+                                                help="parallel runs (local default: the suite's `workers`, else 1; ray default: no cap)"),
           executor: str = typer.Option("local", "--executor", help="local (worker processes), ray, or inline"),
           address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)"),
           results_dir: Path = typer.Option(Path("results"), "--results-dir", help="where result files go"),
@@ -120,7 +120,8 @@ def sweep(suite: Optional[Path] = typer.Argument(None, help="suite YAML file, or
                       f"(results in {Path(results_dir).resolve()})")
         return
     if workers is None:
-        workers = 1 if executor != "ray" else None
+        # the suite may name its own (default.yaml: one per core); ray's default is no cap
+        workers = plan.default_workers() if executor == "local" else (1 if executor == "inline" else None)
     if executor == "local" and workers and workers > (os.cpu_count() or 1):
         console.print(f"[yellow]warning:[/yellow] {workers} workers on {os.cpu_count()} CPU cores")
 

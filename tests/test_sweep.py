@@ -198,6 +198,38 @@ def test_unknown_top_level_key_and_missing_suite(tmp_path):
         load_suite(tmp_path / "nope.yaml")
 
 
+def test_a_suite_names_its_own_number_of_local_workers(tmp_path):
+    # default.yaml runs one run per core (its budget is measured that way); other suites keep 1
+    default = expand_suite("default", tmp_path / "res")
+    assert default.workers == "auto" and default.default_workers(cpu_count=2) == 2
+    assert expand_suite("full", tmp_path / "res").default_workers(cpu_count=2) == 1
+    suite = yaml.safe_load(toy_suite(tmp_path).read_text())
+    assert expand_suite(write(tmp_path / "three.yaml", {**suite, "workers": 3}), tmp_path / "r").default_workers() == 3
+    for bad in (0, -1, "many", True, 1.5):
+        with pytest.raises(ConfigError, match="workers") as e:
+            expand_suite(write(tmp_path / "bad.yaml", {**suite, "workers": bad}), tmp_path / "r")
+        assert "bad.yaml" in e.value.message and "auto" in e.value.fix
+
+
+@pytest.mark.parametrize("argv, expected", [([], 2), (["--workers", "1"], 1)])
+def test_sweep_cli_takes_the_suite_workers_unless_given(tmp_path, monkeypatch, argv, expected):
+    import merbench.sweep as sweep_pkg
+    from merbench.cli_sweep import main
+    from merbench.sweep.executors import SweepSummary
+
+    seen = {}
+
+    def fake_run_sweep(plan, **kw):
+        seen.update(kw)
+        return SweepSummary([], 0.0, kw["executor"], kw["workers"])
+
+    monkeypatch.setattr(sweep_pkg, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    suite = write(tmp_path / "s.yaml", {**yaml.safe_load(toy_suite(tmp_path).read_text()), "workers": "auto"})
+    assert main([str(suite), "--results-dir", str(tmp_path / "res"), *argv]) == 0
+    assert seen["workers"] == expected and seen["executor"] == "local"
+
+
 # -- running ----------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,10 @@ Entry keys (all optional; ``defaults`` takes the same keys):
 - ``epochs``, ``device``, ``root`` (a corpus folder, relative to the suite file),
   ``on_bad_media``.
 
+Top-level ``workers`` (optional): how many runs the local executor runs side by side when
+``bench sweep`` gets no ``--workers``: a positive integer, or ``auto`` (one per CPU core, each
+with one torch thread: the suite's runs are small, single-threaded models). Without it: 1.
+
 Every job is one (method, variant, dataset, protocol, modalities, seed): it is what
 ``merbench.runner.run`` writes as one result file, so the sweep knows each job's result
 path before running anything.
@@ -30,6 +34,7 @@ path before running anything.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,7 +48,7 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
 ENTRY_KEYS = frozenset({"methods", "datasets", "protocols", "modalities", "seeds", "variants", "set", "epochs",
                         "device", "root", "on_bad_media", "description"})
-SUITE_KEYS = frozenset({"defaults", "runs", "description"})
+SUITE_KEYS = frozenset({"defaults", "runs", "description", "workers"})
 EXECUTORS = ("local", "ray", "inline")
 
 
@@ -136,6 +141,13 @@ class SweepPlan:
     source: str
     jobs: list[SweepJob]
     notes: list[str] = field(default_factory=list)  # combinations left out, and why
+    workers: int | str | None = None  # the suite's own default for the local executor (None, N or "auto")
+
+    def default_workers(self, cpu_count: int | None = None) -> int:
+        """Local workers when the command line gives none: the suite's ``workers`` (``auto``: one per core), else 1."""
+        if self.workers == "auto":
+            return max(1, cpu_count or os.cpu_count() or 1)
+        return self.workers or 1
 
 
 def failure_path_for(result: Path) -> Path:
@@ -341,4 +353,11 @@ def expand_suite(suite: dict | str | Path, results_dir: str | Path = "results") 
         if unknown and variant_spec != "all":
             raise ConfigError(f"{where}: no method of this entry has variant(s) {', '.join(map(repr, unknown))}",
                               fix="check the names in the methods' variants/ folders (`bench info <method>`)")
-    return SweepPlan(str(source), list(jobs.values()), notes)
+    return SweepPlan(str(source), list(jobs.values()), notes, _suite_workers(suite.get("workers"), source))
+
+
+def _suite_workers(value, source: str) -> int | str | None:
+    if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ConfigError(f"suite {source}: workers {value!r} is not a number of workers",
+                      fix="use a positive integer, or auto (one per CPU core)")
