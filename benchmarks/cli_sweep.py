@@ -126,8 +126,9 @@ def sweep(suite: Optional[Path] = typer.Argument(None, help="suite YAML file, or
         console.print(f"[yellow]warning:[/yellow] {workers} workers on {os.cpu_count()} CPU cores")
 
     todo = sum(1 for j in plan.jobs if force or not j.result_path.exists())
+    # soft_wrap: in a log (not a terminal) rich would break lines at 80 columns, splitting run keys
     console.print(f"sweep {plan.source}: {len(plan.jobs)} runs, {todo} to run, executor {executor}"
-                  + (f", {workers} worker(s)" if workers and executor != "inline" else ""))
+                  + (f", {workers} worker(s)" if workers and executor != "inline" else ""), soft_wrap=True)
     finished = [0]
 
     def on_outcome(o):
@@ -138,7 +139,7 @@ def sweep(suite: Optional[Path] = typer.Argument(None, help="suite YAML file, or
         line = f"[{finished[0]}/{todo}] {mark} {o.job.key} ({_fmt_s(o.seconds)})"
         if o.status == "failed":
             line += f": {(o.error or '').splitlines()[0] if o.error else ''}"
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
 
     summary = run_sweep(plan, executor=executor, workers=workers, address=address, force=force,
                         cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_outcome=on_outcome,

@@ -387,6 +387,9 @@ def test_cli_mounts_with_one_line_and_reports(merbench_home, tmp_path):
     res = cli.invoke(app, ["sweep", str(suite), "--results-dir", str(tmp_path / "res"), "--executor", "inline"])
     assert res.exit_code == 1, res.output  # one run failed
     assert "4 done, 0 skipped" in res.output and "1 failed" in res.output and ".failure.json" in res.output
+    # a log keeps each progress line whole (the suite's path alone is longer than 80 columns here)
+    assert any(ln.startswith("sweep ") and ln.endswith("executor inline") for ln in res.output.splitlines())
+    assert sum("] done " in ln and ln.rstrip().endswith(")") for ln in res.output.splitlines()) == 4
     # the stand-alone entry point keeps the exit code (typer returns it without standalone mode)
     from merbench.cli_sweep import main
 
