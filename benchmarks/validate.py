@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import ConfigError, MerbenchError
+from .errors import ConfigError
 from .metrics import METRICS
 
 # Validation scores the trainer can select checkpoints on (fields of merbench.results.Metrics).
@@ -34,9 +34,9 @@ def check_device(device: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise MerbenchError("--device cuda asked for, but torch sees no CUDA device", fix="use --device cpu")
+            raise ConfigError(f"--device {device} asked for, but torch sees no CUDA device", fix="use --device cpu")
     elif device != "cpu":
-        raise MerbenchError(f"unknown device {device!r}", fix="use cpu or cuda")
+        raise ConfigError(f"unknown device {device!r}", fix="use cpu or cuda")
 
 
 def check_run_args(epochs: int | None, seeds: Sequence[int] | None) -> None:

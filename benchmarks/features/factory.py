@@ -12,6 +12,7 @@ import inspect
 from ..errors import ConfigError
 from ..interfaces import FeatureRequest
 from ..registry import get_feature
+from ..validate import check_device
 
 # Set by the command line (--device, --batch-size), never by a config's options.
 RUNTIME_OPTIONS = {"device": "--device", "model_batch": "--batch-size"}
@@ -41,13 +42,7 @@ def check_options(req: FeatureRequest):
 
 
 def _check_device(name: str, device: str, params) -> dict:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device} asked for, but torch sees no CUDA device", fix="use --device cpu")
-    elif device != "cpu":
-        raise ConfigError(f"unknown device {device!r}", fix="use cpu or cuda")
+    check_device(device)
     if "device" in params:
         return {"device": device}
     if device != "cpu":
