@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -468,6 +469,8 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
             workdir = seed_dir / f"{splits.manifest_hash[:12]}-{fkey}-{_safe(fold.name)}"
             fr, probs, params = run_fold(method_cls, config, mods, seed, req.device, workdir, fold, corpus, tables,
                                          splits, timed, label, model_info=model_info)
+            if model_info is not None:
+                _model_of_reused_fold(workdir)
             fold_models.append((fold.name, workdir / "model"))
             clock.tick()
             fold_results.append(fr)
@@ -496,6 +499,10 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         _plots(result, out, reporter)
         result.model = _keep_model(out, fold_models, req.keep_model, reporter)
         write_result(req.results_dir, result, out)
+        if result.model:
+            from .model_store import model_folder_of
+
+            _note_where_models_went(fold_models, model_folder_of(out))
         for _, folder in fold_models:  # now beside the result; the run folder's copy is not needed
             shutil.rmtree(folder, ignore_errors=True)
         reporter.stage(f"seed {seed}: {protocol.headline_metric} {getattr(combined, protocol.headline_metric) * 100:.2f} -> {out}")
@@ -522,6 +529,44 @@ def _model_info(stub: RunResult, method_cls, requests: dict, feature_names: dict
                         "packages": {k: v for k, v in prov.packages.items() if k in ("torch", "transformers")}}}
 
 
+def _note_where_models_went(fold_models: list[tuple[str, Path]], target: Path) -> None:
+    """Each finished fold's file records where its kept model went (beside the result that first
+    finished it), so that a later run reusing the fold (e.g. the same run into another results folder)
+    keeps that model too instead of none."""
+    from .model_store import fold_dirname
+
+    for name, folder in fold_models:
+        done_file = folder.parent / "fold.json"
+        try:
+            saved = json.loads(done_file.read_text())
+        except (OSError, ValueError):
+            continue
+        saved["model_kept_at"] = str((target / fold_dirname(name)).resolve())
+        atomic_write_json(done_file, saved)
+
+
+def _model_of_reused_fold(workdir: Path) -> None:
+    """A reused finished fold has no ``model`` folder of its own (it was moved beside the result that
+    first finished it): copy it back from there when that copy still exists."""
+    from .model_store import INFO
+
+    if (workdir / "model").is_dir():
+        return
+    try:
+        src = Path(json.loads((workdir / "fold.json").read_text()).get("model_kept_at") or "")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not src.is_absolute() or not (src / INFO).is_file():
+        return
+    tmp = workdir / f".model.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp)
+        os.replace(tmp, workdir / "model")
+    except OSError:  # the earlier result's folder went away meanwhile: no model, as before
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _keep_model(out: Path, fold_models: list[tuple[str, Path]], keep: bool, reporter: Reporter) -> dict:
     """Move each fold's kept model beside the result as ``<stem>.model/fold-<name>/``; the result's
     ``model`` entry. A stale model folder of an earlier result of this name is removed."""
@@ -534,7 +579,8 @@ def _keep_model(out: Path, fold_models: list[tuple[str, Path]], keep: bool, repo
     if keep and fold_models:
         missing = [name for name, f in fold_models if not f.is_dir()]
         reporter.warn(f"no model kept for {out.name}: fold(s) {', '.join(missing)} finished without one (before "
-                      "models were kept, or the method cannot keep one); --force retrains and keeps it")
+                      "models were kept, the method cannot keep one, or the result that first finished it kept "
+                      "none or is gone); --force retrains and keeps it")
     shutil.rmtree(target, ignore_errors=True)
     return {}
 

@@ -122,6 +122,12 @@ def test_finished_folds_are_reused_only_for_the_same_features_and_not_under_forc
     again = Stages()
     run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b"), again)
     assert again.epochs == 0 and any("reusing finished fold" in s for s in again.stages)
+    # ... and its kept model comes along from beside the first result (not "no model kept")
+    again_out = next((tmp_path / "b").rglob("*seed0*.json"))
+    first_r, again_r = (json.loads(p.read_text()) for p in (out, again_out))
+    assert again_r["model"] and again_r["model"]["weights_sha256"] == first_r["model"]["weights_sha256"]
+    assert not any("no model kept" in w for w in again.warnings)
+    assert list(again_out.with_suffix(".model").glob("*/model.yaml"))
     # --force trains again instead of re-emitting the finished fold.
     forced = Stages()
     run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b", force=True), forced)
