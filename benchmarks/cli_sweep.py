@@ -6,7 +6,6 @@ on its own (``python -m merbench.cli_sweep SUITE``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -122,8 +121,10 @@ def sweep(suite: Optional[Path] = typer.Argument(None, help="suite YAML file, or
     if workers is None:
         # the suite may name its own (default.yaml: one per core); ray's default is no cap
         workers = plan.default_workers() if executor == "local" else (1 if executor == "inline" else None)
-    if executor == "local" and workers and workers > (os.cpu_count() or 1):
-        console.print(f"[yellow]warning:[/yellow] {workers} workers on {os.cpu_count()} CPU cores")
+    from .machine import usable_cores
+
+    if executor == "local" and workers and workers > usable_cores():
+        console.print(f"[yellow]warning:[/yellow] {workers} workers on {usable_cores()} usable CPU cores")
 
     todo = sum(1 for j in plan.jobs if force or not j.result_path.exists())
     # soft_wrap: in a log (not a terminal) rich would break lines at 80 columns, splitting run keys

@@ -209,12 +209,9 @@ def default_workers(extractor: FeatureExtractor) -> int:
     """Processes for ``extractor`` when the user names none: one per usable core for extractors that
     compute on one core per utterance (``parallel``, e.g. openSMILE), else 1 (a torch model already
     uses every core through its threads)."""
-    if not getattr(extractor, "parallel", False):
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    from ..machine import usable_cores
+
+    return usable_cores() if getattr(extractor, "parallel", False) else 1
 
 
 # Utterances per task of the pool: small enough that both cores stay busy to the end and progress

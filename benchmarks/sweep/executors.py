@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..atomic import atomic_write_json
 from ..errors import ConfigError, MerbenchError
+from ..machine import usable_cores
 from .suite import EXECUTORS, SweepJob, SweepPlan
 
 # Environment a worker needs to find the same caches, corpora and offline models as the parent.
@@ -222,7 +223,7 @@ def run_sweep(plan: SweepPlan | Sequence[SweepJob], *, executor: str = "local", 
 
 
 def _run_local(pending: list[SweepJob], workers: int, worker_init, emit, threads: int | None = None) -> None:
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, usable_cores() // workers)
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch / thread state of the parent
     env = _worker_env()
     with cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx,

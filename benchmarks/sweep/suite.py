@@ -34,7 +34,6 @@ path before running anything.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -146,7 +145,9 @@ class SweepPlan:
     def default_workers(self, cpu_count: int | None = None) -> int:
         """Local workers when the command line gives none: the suite's ``workers`` (``auto``: one per core), else 1."""
         if self.workers == "auto":
-            return max(1, cpu_count or os.cpu_count() or 1)
+            from ..machine import usable_cores
+
+            return max(1, cpu_count or usable_cores())
         return self.workers or 1
 
 
