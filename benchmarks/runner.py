@@ -387,16 +387,19 @@ def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Pa
                     epochs_run=report.epochs_run, best_epoch=report.best_epoch,
                     best_valid_score=report.best_valid_score, test=metrics, history=report.history)
     params = method.num_parameters()
+    model_sha256 = None
     if model_info is not None:
-        from .model_store import save_fold_model
+        from .model_store import read_info, save_fold_model
 
         kept = save_fold_model(method, workdir / "model", {
             **model_info, "fold": fold.name, "parameters": params, "best_epoch": report.best_epoch,
             "select_metric": report.select_metric, "best_valid_score": report.best_valid_score})
         if not kept:
             reporter.warn(f"method {method_cls.name} cannot keep its model; no model is kept for this run")
+        else:  # what a later reuse of this fold checks a copy of the model against
+            model_sha256 = read_info(workdir / "model")["weights"]["sha256"]
     atomic_write_json(done_file, {"fold": fr.model_dump(), "probs": probs.round(6).tolist(), "parameters": params,
-                                  "select_metric": report.select_metric})
+                                  "select_metric": report.select_metric, "model_sha256": model_sha256})
     ckpt = workdir / "checkpoint.pt"
     if ckpt.exists():
         ckpt.unlink()  # the fold is finished; its scores and predictions are kept in fold.json
@@ -470,7 +473,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
             fr, probs, params = run_fold(method_cls, config, mods, seed, req.device, workdir, fold, corpus, tables,
                                          splits, timed, label, model_info=model_info)
             if model_info is not None:
-                _model_of_reused_fold(workdir)
+                _model_of_reused_fold(workdir, fold.name, model_info)
             fold_models.append((fold.name, workdir / "model"))
             clock.tick()
             fold_results.append(fr)
@@ -502,7 +505,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[Path]:
         if result.model:
             from .model_store import model_folder_of
 
-            _note_where_models_went(fold_models, model_folder_of(out))
+            _note_where_models_went(fold_models, model_folder_of(out), reporter)
         for _, folder in fold_models:  # now beside the result; the run folder's copy is not needed
             shutil.rmtree(folder, ignore_errors=True)
         reporter.stage(f"seed {seed}: {protocol.headline_metric} {getattr(combined, protocol.headline_metric) * 100:.2f} -> {out}")
@@ -529,42 +532,72 @@ def _model_info(stub: RunResult, method_cls, requests: dict, feature_names: dict
                         "packages": {k: v for k, v in prov.packages.items() if k in ("torch", "transformers")}}}
 
 
-def _note_where_models_went(fold_models: list[tuple[str, Path]], target: Path) -> None:
-    """Each finished fold's file records where its kept model went (beside the result that first
-    finished it), so that a later run reusing the fold (e.g. the same run into another results folder)
-    keeps that model too instead of none."""
+_MAX_MODEL_COPIES = 8  # locations remembered per fold
+
+
+def _note_where_models_went(fold_models: list[tuple[str, Path]], target: Path, reporter: Reporter) -> None:
+    """Each finished fold's file lists where copies of its kept model went (beside each result that
+    kept it), so that a later run reusing the fold (e.g. the same run into another results folder)
+    keeps that model too instead of none. Bookkeeping only: a failure to write it is a warning."""
     from .model_store import fold_dirname
 
     for name, folder in fold_models:
         done_file = folder.parent / "fold.json"
         try:
             saved = json.loads(done_file.read_text())
-        except (OSError, ValueError):
-            continue
-        saved["model_kept_at"] = str((target / fold_dirname(name)).resolve())
-        atomic_write_json(done_file, saved)
+            if not saved.get("model_sha256"):
+                continue
+            where = str((target / fold_dirname(name)).resolve())
+            known = [p for p in saved.get("model_kept_at") or [] if isinstance(p, str) and p != where]
+            saved["model_kept_at"] = [where, *known][:_MAX_MODEL_COPIES]
+            atomic_write_json(done_file, saved)
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            reporter.warn(f"{done_file}: could not note where its model was kept ({type(e).__name__}); a later "
+                          "run reusing this fold will keep no model")
 
 
-def _model_of_reused_fold(workdir: Path) -> None:
+def _model_of_reused_fold(workdir: Path, fold: str, model_info: dict) -> None:
     """A reused finished fold has no ``model`` folder of its own (it was moved beside the result that
-    first finished it): copy it back from there when that copy still exists."""
-    from .model_store import INFO
+    kept it): copy it back from one of the places its fold file lists. A copy is taken only if it is
+    this fold's model: plain files (no links), weights whose SHA-256 is the one the fold recorded when it
+    trained (checked again after copying, against a folder replaced meanwhile), and a description of
+    the same fold, config, seed and splits. Otherwise no model is kept, as before."""
+    from .download import sha256_file
+    from .model_store import INFO, WEIGHTS, read_info
 
     if (workdir / "model").is_dir():
         return
     try:
-        src = Path(json.loads((workdir / "fold.json").read_text()).get("model_kept_at") or "")
-    except (OSError, ValueError, AttributeError):
+        saved = json.loads((workdir / "fold.json").read_text())
+        want = saved.get("model_sha256")
+        places = [Path(p) for p in saved.get("model_kept_at") or [] if isinstance(p, str)]
+    except (OSError, ValueError, TypeError, AttributeError):
         return
-    if not src.is_absolute() or not (src / INFO).is_file():
+    if not isinstance(want, str) or not want:
         return
-    tmp = workdir / f".model.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        shutil.copytree(src, tmp)
-        os.replace(tmp, workdir / "model")
-    except OSError:  # the earlier result's folder went away meanwhile: no model, as before
+    same = ("config_hash", "seed", "manifest_hash", "method", "variant")
+    for src in places:
+        files = [src / INFO, src / WEIGHTS]
+        if not src.is_absolute() or src.is_symlink() or any(f.is_symlink() or not f.is_file() for f in files):
+            continue
+        tmp = workdir / f".model.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            info = read_info(src)
+            if (info.get("weights", {}).get("sha256") != want or info.get("fold") != fold
+                    or any(info.get(k) != model_info.get(k) for k in same)):
+                continue
+            tmp.mkdir(parents=True)
+            for f in files:
+                shutil.copyfile(f, tmp / f.name, follow_symlinks=False)
+            if sha256_file(tmp / WEIGHTS) != want or read_info(tmp).get("weights", {}).get("sha256") != want:
+                continue
+            os.replace(tmp, workdir / "model")
+            return
+        except (OSError, MerbenchError):  # gone or replaced meanwhile: try the next place
+            continue
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _keep_model(out: Path, fold_models: list[tuple[str, Path]], keep: bool, reporter: Reporter) -> dict:
@@ -579,8 +612,8 @@ def _keep_model(out: Path, fold_models: list[tuple[str, Path]], keep: bool, repo
     if keep and fold_models:
         missing = [name for name, f in fold_models if not f.is_dir()]
         reporter.warn(f"no model kept for {out.name}: fold(s) {', '.join(missing)} finished without one (before "
-                      "models were kept, the method cannot keep one, or the result that first finished it kept "
-                      "none or is gone); --force retrains and keeps it")
+                      "models were kept, the method cannot keep one, or no copy of it is left "
+                      "beside an earlier result); --force retrains and keeps it")
     shutil.rmtree(target, ignore_errors=True)
     return {}
 

@@ -128,6 +128,16 @@ def test_finished_folds_are_reused_only_for_the_same_features_and_not_under_forc
     assert again_r["model"] and again_r["model"]["weights_sha256"] == first_r["model"]["weights_sha256"]
     assert not any("no model kept" in w for w in again.warnings)
     assert list(again_out.with_suffix(".model").glob("*/model.yaml"))
+    # A copy that is no longer this fold's model (weights changed on disk, or a link) is not taken.
+    import shutil
+
+    shutil.rmtree(again_out.with_suffix(".model"))
+    weights = next(out.with_suffix(".model").glob("*/weights.safetensors"))
+    weights.write_bytes(weights.read_bytes() + b"x")
+    third = Stages()
+    third_out = run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "tampered"), third)[0]
+    assert third.epochs == 0 and any("no model kept" in w for w in third.warnings)
+    assert not json.loads(third_out.read_text())["model"] and not third_out.with_suffix(".model").exists()
     # --force trains again instead of re-emitting the finished fold.
     forced = Stages()
     run(RunRequest(**MLP, seeds=[0], results_dir=tmp_path / "b", force=True), forced)
@@ -201,3 +211,43 @@ def test_result_files_do_not_make_the_tree_dirty(tmp_path, monkeypatch):
     assert provenance.git_state()[1] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance.git_state()[1] is True
+
+
+def test_a_reused_folds_model_is_copied_only_as_plain_files_with_the_recorded_hash(tmp_path):
+    import yaml
+
+    from merbench.download import sha256_file
+    from merbench.model_store import FORMAT
+    from merbench.runner import _model_of_reused_fold
+
+    info = {"method": "mlp", "variant": "default", "config_hash": "c0", "seed": 0, "manifest_hash": "m0"}
+    real = tmp_path / "real.safetensors"
+    real.write_bytes(b"weights")
+    sha = sha256_file(real)
+
+    def place(name, link):
+        src = tmp_path / name / "fold-official"
+        src.mkdir(parents=True)
+        (src / "model.yaml").write_text(yaml.safe_dump({"format": FORMAT, **info, "fold": "official",
+                                                        "weights": {"file": "weights.safetensors", "sha256": sha}}))
+        if link:
+            (src / "weights.safetensors").symlink_to(real)
+        else:
+            (src / "weights.safetensors").write_bytes(real.read_bytes())
+        return src
+
+    def workdir(places):
+        w = tmp_path / f"work-{len(list(tmp_path.glob('work-*')))}"
+        w.mkdir()
+        (w / "fold.json").write_text(json.dumps({"model_sha256": sha, "model_kept_at": [str(p) for p in places]}))
+        return w
+
+    linked = workdir([place("linked", link=True)])
+    _model_of_reused_fold(linked, "official", info)
+    assert not (linked / "model").exists()  # a link could bring in any file's content
+    other = workdir([place("plain", link=False)])
+    _model_of_reused_fold(other, "official", {**info, "seed": 1})  # another seed's run: not its model
+    assert not (other / "model").exists()
+    _model_of_reused_fold(other, "official", info)
+    assert sha256_file(other / "model" / "weights.safetensors") == sha
+    assert sorted(p.name for p in (other / "model").iterdir()) == ["model.yaml", "weights.safetensors"]
