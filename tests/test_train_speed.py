@@ -235,7 +235,7 @@ def test_sweep_estimate_sums_the_median_wall_time_of_each_runs_committed_seeds(t
                                    {"miust:cpu": 4.0})
     assert fast["unknown"] == 0 and fast["total_s"] == pytest.approx(20.0 + 2.0)
     assert fast["by_entry"]["miust-cpu"]["seconds"] == pytest.approx(2.0)
-    # two workers: the two majority runs side by side (20 s each), then miust on the first free one
+    # two workers: the two majority runs side by side (10 s each: median 20 / speed-up 2), then miust
     assert fast["workers"] == 1 and fast["wall_s"] == pytest.approx(22.0)
     two = sweep_estimate.estimate(str(tmp_path / "s.yaml"), results, {"majority": 2.0}, {"miust:cpu": 4.0}, workers=2)
     assert two["workers"] == 2 and two["wall_s"] == pytest.approx(12.0) and two["total_s"] == pytest.approx(22.0)

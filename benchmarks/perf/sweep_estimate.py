@@ -27,6 +27,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+
 def committed_times(results: Path) -> dict[tuple, list[float]]:
     """(dataset, protocol, method, variant, modalities) -> wall times of the committed results."""
     out: dict[tuple, list[float]] = defaultdict(list)
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--runs", action="store_true", help="also print every run")
     args = ap.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit(f"--workers {args.workers}: need at least one")
     report = estimate(args.suite, args.results, _pairs(args.speedup, "--speedup"),
                       _pairs(args.variant_ratio, "--variant-ratio"), args.workers)
     print(f"suite {report['suite']}: {report['runs']} runs, {report['unknown']} without a time")
