@@ -50,12 +50,12 @@ def _plain(x: Any) -> Any:
     return json.loads(json.dumps(x, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
-def save_fold_model(method, folder: Path, info: dict[str, Any]) -> bool:
-    """Write ``method``'s fitted model into ``folder`` (replaced as a whole). False when the method
-    cannot keep its model (nothing written)."""
+def save_fold_model(method, folder: Path, info: dict[str, Any]) -> str | None:
+    """Write ``method``'s fitted model into ``folder`` (replaced as a whole); the SHA-256 of its
+    weights, or None when the method cannot keep its model (nothing written)."""
     state = method.model_state()
     if state is None:
-        return False
+        return None
     tensors, method_info = state
     import numpy as np
     import torch
@@ -68,11 +68,12 @@ def save_fold_model(method, folder: Path, info: dict[str, Any]) -> bool:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     atomic_write(tmp / WEIGHTS, lambda p: save_file(tensors, str(p), metadata={"format": f"merbench-model-{FORMAT}"}))
+    digest = sha256_file(tmp / WEIGHTS)
     meta = {"format": FORMAT, **_plain(info), "state": _plain(method_info),
-            "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)}}
+            "weights": {"file": WEIGHTS, "sha256": digest}}
     atomic_write_text(tmp / INFO, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
     replace_folder(tmp, folder)
-    return True
+    return digest
 
 
 def replace_folder(src: Path, dst: Path) -> None:

@@ -387,17 +387,15 @@ def run_fold(method_cls, config: dict, mods, seed: int, device: str, workdir: Pa
                     epochs_run=report.epochs_run, best_epoch=report.best_epoch,
                     best_valid_score=report.best_valid_score, test=metrics, history=report.history)
     params = method.num_parameters()
-    model_sha256 = None
+    model_sha256 = None  # what a later reuse of this fold checks a copy of its model against
     if model_info is not None:
-        from .model_store import read_info, save_fold_model
+        from .model_store import save_fold_model
 
-        kept = save_fold_model(method, workdir / "model", {
+        model_sha256 = save_fold_model(method, workdir / "model", {
             **model_info, "fold": fold.name, "parameters": params, "best_epoch": report.best_epoch,
             "select_metric": report.select_metric, "best_valid_score": report.best_valid_score})
-        if not kept:
+        if model_sha256 is None:
             reporter.warn(f"method {method_cls.name} cannot keep its model; no model is kept for this run")
-        else:  # what a later reuse of this fold checks a copy of the model against
-            model_sha256 = read_info(workdir / "model")["weights"]["sha256"]
     atomic_write_json(done_file, {"fold": fr.model_dump(), "probs": probs.round(6).tolist(), "parameters": params,
                                   "select_metric": report.select_metric, "model_sha256": model_sha256})
     ckpt = workdir / "checkpoint.pt"
