@@ -58,6 +58,43 @@ def file_lock(path: str | Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+class HeldLock:
+    """An exclusive advisory lock taken and released by hand (:func:`file_lock` is the with-block
+    form): for trying a lock without waiting, or holding several for as long as work on each lasts.
+    The kernel drops it when the process dies, so a killed holder never blocks anyone."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._fh = None
+
+    def take(self, wait: bool = True) -> bool:
+        """Take the lock (waiting for its holder when ``wait``); False when another holds it and
+        ``wait`` is False."""
+        if self._fh is not None:
+            raise RuntimeError(f"lock {self.path} is already held by this object")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.close()
+            return False
+        except BaseException:
+            fh.close()
+            raise
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        """Let go (nothing when not held)."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            finally:
+                fh.close()
+
+
 def check_writable_dir(folder: str | Path, what: str, option: str) -> None:
     """Fail early (before any training) when ``folder`` could not be created or written to; creates
     nothing (a run refused later must not leave an empty results folder behind)."""

@@ -109,6 +109,36 @@ def test_pool_gives_the_arrays_of_one_process(tmp_path, monkeypatch):
     assert progress[-1] == (12, 12) and len(progress) > 2  # moves chunk by chunk
 
 
+def test_pooled_only_entry_is_copied_from_a_finished_entry_of_both_levels(tmp_path, monkeypatch):
+    """A pooled-only request whose both-levels entry is finished copies its functionals (the same
+    numbers: one openSMILE run gives both levels) instead of running openSMILE again; the entry is
+    the one extracting would write, and says where it came from."""
+    import json
+
+    from merbench.features import audio, store
+    from merbench.features.audio import EGeMAPSExtractor
+
+    monkeypatch.setattr(store, "PART_SIZE", 3)
+    corpus = _corpus(tmp_path / "wavs", 7, corrupt={4})
+    store.extract_corpus(corpus, EGeMAPSExtractor(), cache=tmp_path / "cache")
+    extracted = store.extract_corpus(corpus, EGeMAPSExtractor(with_frames=False), cache=tmp_path / "fresh")
+
+    def no_opensmile(*a, **k):
+        raise AssertionError("openSMILE ran for features a finished entry holds")
+
+    monkeypatch.setattr(audio.OpenSmileExtractor, "features", no_opensmile)
+    copied = store.extract_corpus(corpus, EGeMAPSExtractor(with_frames=False), cache=tmp_path / "cache", workers=2)
+    meta_copied, meta_extracted = (json.loads((e / "meta.json").read_text()) for e in (copied, extracted))
+    both_levels = store.entry_dir(corpus, EGeMAPSExtractor(), tmp_path / "cache")
+    assert meta_copied.pop("pooled_from") == f"{both_levels.parent.name}/{both_levels.name}"
+    assert meta_copied == meta_extracted
+    a, b = store.load_table(copied), store.load_table(extracted)
+    assert a.uids == b.uids and a.frames is None and b.frames is None
+    np.testing.assert_array_equal(a.pooled, b.pooled)
+    np.testing.assert_array_equal(a.valid, b.valid)
+    assert store.bad_media(copied)[0]["uid"] == "u4"
+
+
 def test_face_crops_from_the_pool_are_those_of_one_process(tmp_path):
     from merbench.datasets.synthetic.generator import generate
     from merbench.datasets.synthetic.adapter import SyntheticDataset

@@ -110,6 +110,12 @@ class OpenSmileExtractor(FeatureExtractor):
             out["levels"] = "pooled"
         return out
 
+    def pooled_from(self) -> "OpenSmileExtractor | None":
+        """The extractor of both levels whose finished cache entry holds this one's pooled features
+        (the same functionals, from one openSMILE run: tested), so that they are copied, not
+        computed again; None when this one computes both levels itself."""
+        return None if self.with_frames else type(self)(with_frames=True)
+
     def output_dim(self, level: str = "pooled") -> int:
         return len(self._smile("func" if level == "pooled" else "lld").feature_names)
 

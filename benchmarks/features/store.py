@@ -8,7 +8,8 @@ Layout of one cache entry::
         ...
 
 Each part is written atomically, so a killed extraction resumes at the first missing
-part. A lock on the entry makes a concurrent run wait and then reuse the parts.
+part. Each part has a lock (``.part-NNNNN.lock``) held while it is extracted, so runs that need the
+same entry at once share its parts; the entry's lock (``.lock``) guards meta.json.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_write, atomic_write_json, file_lock
+from ..atomic import HeldLock, atomic_write, atomic_write_json, file_lock
 from ..corpus import Corpus, Utterance
 from ..errors import DamagedFileError, FeatureExtractionError, FeatureShapeError, MediaError
 from ..interfaces import ExtractedItem, FeatureExtractor, FeatureTable
@@ -268,60 +269,131 @@ def _worker_chunk(utts: Sequence[Utterance]) -> tuple[list[ExtractedItem | None]
         return [], [], (utts[0].uid, "", f"{type(first).__name__}: {first}", getattr(first, "fix", None))
 
 
-def _extract_in_pool(extractor: FeatureExtractor, todo: list[tuple[list[Utterance], Path]], workers: int,
-                     context: Sequence[Utterance] | None):
-    """Extract the parts of ``todo`` in ``workers`` spawned processes, in chunks of utterances; each
-    part is written here as soon as all its chunks are back. Yields (unreadable files, dims, utterances
-    done) per finished chunk (dims and unreadable files only when a part is written). Same arrays as
-    extracting in this process: each utterance is extracted alone by the same code."""
+def _part_path(entry: Path, k: int) -> Path:
+    return entry / f"part-{k:05d}.npz"
+
+
+def _part_lock(entry: Path, k: int) -> HeldLock:
+    return HeldLock(entry / f".part-{k:05d}.lock")
+
+
+def _part_ready(entry: Path, k: int, part: Sequence[Utterance], warn: Callable[[str], None]) -> bool:
+    """Under part ``k``'s lock: True when a usable part is written; else nothing of it is left (a
+    damaged part is named and removed, a half-written one from a killed run deleted)."""
+    path = _part_path(entry, k)
+    for tmp in entry.glob(f".{path.name}.*.tmp"):  # no live writer: it would hold the lock
+        tmp.unlink(missing_ok=True)
+    if not path.exists():
+        return False
+    why = _part_problem(path, [u.uid for u in part])
+    if why is None:
+        return True
+    warn(f"feature cache {path} is damaged ({why}); it is extracted again")
+    path.unlink(missing_ok=True)
+    return False
+
+
+def _claim_free_parts(entry: Path, parts: Sequence[Sequence[Utterance]], ks: Sequence[int],
+                      warn: Callable[[str], None], elsewhere: list[int]) -> Iterator[tuple[int, HeldLock | None]]:
+    """The parts ``ks`` that no other process holds, one at a time, as (k, None) when already written,
+    or (k, its lock) when this process must extract it: the lock is held until the caller releases it,
+    once the part is written. Parts held by another process (extracting them now) go to ``elsewhere``.
+    Claimed one at a time, as work is needed, so that runs extracting one entry at once share its
+    parts instead of one waiting for the other."""
+    for k in ks:
+        lock = _part_lock(entry, k)
+        if not lock.take(wait=False):
+            elsewhere.append(k)
+            continue
+        try:
+            ready = _part_ready(entry, k, parts[k], warn)
+        except BaseException:
+            lock.release()
+            raise
+        if ready:
+            lock.release()
+            yield k, None
+        else:
+            yield k, lock
+
+
+def _extract_in_pool(extractor: FeatureExtractor, claims: Iterator[tuple[int, HeldLock | None]],
+                     parts: Sequence[Sequence[Utterance]], entry: Path, workers: int,
+                     context: Sequence[Utterance] | None, n_todo: int) -> Iterator[int]:
+    """Extract the claimed parts in ``workers`` spawned processes, in chunks of utterances; each part
+    is written here as soon as all its chunks are back, and its lock released. Parts are claimed only
+    while fewer than two chunks per worker are in flight. Yields the utterances done (extracted, or
+    found written) as they come. Same arrays as extracting in this process: each utterance is
+    extracted alone by the same code."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    n_todo = sum(len(part) for part, _ in todo)
+    first = None
+    for k, lock in claims:  # no pool (seconds to start) unless something is left to extract
+        if lock is None:
+            yield len(parts[k])
+            continue
+        first = (k, lock)
+        break
+    if first is None:
+        return
     size = max(MIN_CHUNK, min(max(1, extractor.batch_size), -(-n_todo // (workers * 8))))
-    chunks = [(k, i) for k, (part, _) in enumerate(todo) for i in range(0, len(part), size)]
-    results: dict[int, dict[int, tuple]] = {k: {} for k in range(len(todo))}
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker, initargs=(os.getpid(), extractor, context)) as pool:
-        pending = {pool.submit(_worker_chunk, todo[k][0][i:i + size]): (k, i) for k, i in chunks}
-        try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    k, i = pending.pop(fut)
-                    items, chunk_bad, failure = fut.result()
-                    if failure is not None:
-                        uid, path, why, fix = failure
-                        raise FeatureExtractionError(
-                            f"extractor {extractor.name} failed on {path or 'utterance ' + uid} (utterance {uid}): {why}",
-                            fix=fix or "fix or remove that file; the parts finished so far are kept")
-                    part, path = todo[k]
-                    results[k][i] = (items, chunk_bad)
-                    part_bad, dims = [], {}
-                    if sum(len(r[0]) for r in results[k].values()) == len(part):
-                        part_items = [it for j in sorted(results[k]) for it in results[k][j][0]]
-                        part_bad = [b for j in sorted(results[k]) for b in results[k][j][1]]
-                        dims = _save_part(path, part, part_items, extractor, part_bad)
-                        results[k] = {}
-                    yield part_bad, dims, len(items)
-        except BrokenProcessPool:
-            names = [todo[k][0][i].audio_path or todo[k][0][i].video_path or todo[k][0][i].uid
-                     for k, i in list(pending.values())[:workers]]
-            raise FeatureExtractionError(
-                f"a worker process of extractor {extractor.name} died (killed, or out of memory) while extracting "
-                f"chunks starting at: {', '.join(str(n) for n in names)}",
-                fix="run again (finished parts are kept); with --workers 1 a crash names its file") from None
-        finally:
-            for fut in pending:
-                fut.cancel()
+    held: dict[int, HeldLock] = {first[0]: first[1]}
+    results: dict[int, dict[int, tuple]] = {}
+    pending: dict = {}
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(os.getpid(), extractor, context)) as pool:
+            def submit(k: int) -> None:
+                results[k] = {}
+                for i in range(0, len(parts[k]), size):
+                    pending[pool.submit(_worker_chunk, parts[k][i:i + size])] = (k, i)
 
-
-def _clean_stale_tmp(entry: Path) -> None:
-    """Half-written parts of an extraction that was killed (called under the entry's lock, so no live
-    writer owns them)."""
-    for tmp in entry.glob(".part-*.tmp"):
-        tmp.unlink(missing_ok=True)
+            submit(first[0])
+            more = True
+            try:
+                while pending or more:
+                    while more and len(pending) < 2 * workers:
+                        nxt = next(claims, None)
+                        if nxt is None:
+                            more = False
+                        elif nxt[1] is None:
+                            yield len(parts[nxt[0]])
+                        else:
+                            held[nxt[0]] = nxt[1]
+                            submit(nxt[0])
+                    if not pending:
+                        continue
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        k, i = pending.pop(fut)
+                        items, chunk_bad, failure = fut.result()
+                        if failure is not None:
+                            uid, path, why, fix = failure
+                            raise FeatureExtractionError(
+                                f"extractor {extractor.name} failed on {path or 'utterance ' + uid} (utterance {uid}): {why}",
+                                fix=fix or "fix or remove that file; the parts finished so far are kept")
+                        results[k][i] = (items, chunk_bad)
+                        if sum(len(r[0]) for r in results[k].values()) == len(parts[k]):
+                            done = results.pop(k)
+                            _save_part(_part_path(entry, k), parts[k], [it for j in sorted(done) for it in done[j][0]],
+                                       extractor, [b for j in sorted(done) for b in done[j][1]])
+                            held.pop(k).release()
+                        yield len(items)
+            except BrokenProcessPool:
+                names = [parts[k][i].audio_path or parts[k][i].video_path or parts[k][i].uid
+                         for k, i in list(pending.values())[:workers]]
+                raise FeatureExtractionError(
+                    f"a worker process of extractor {extractor.name} died (killed, or out of memory) while extracting "
+                    f"chunks starting at: {', '.join(str(n) for n in names)}",
+                    fix="run again (finished parts are kept); with --workers 1 a crash names its file") from None
+            finally:
+                for fut in pending:
+                    fut.cancel()
+    finally:
+        for lock in held.values():
+            lock.release()
 
 
 def _part_problem(path: Path, uids: Sequence[str], size: int | None = None) -> str | None:
@@ -345,12 +417,16 @@ def _part_problem(path: Path, uids: Sequence[str], size: int | None = None) -> s
     return None
 
 
-def _rows(z, name: str) -> int:
-    """Rows of array ``name`` of an open npz, read from its header only."""
+def _shape(z, name: str) -> tuple[int, ...]:
+    """Shape of array ``name`` of an open npz, read from its header only."""
     with z.zip.open(f"{name}.npy") as fh:
         fmt = np.lib.format
         major, _ = fmt.read_magic(fh)
-        shape = (fmt.read_array_header_1_0(fh) if major == 1 else fmt.read_array_header_2_0(fh))[0]
+        return tuple((fmt.read_array_header_1_0(fh) if major == 1 else fmt.read_array_header_2_0(fh))[0])
+
+
+def _rows(z, name: str) -> int:
+    shape = _shape(z, name)
     return shape[0] if shape else 0
 
 
@@ -365,11 +441,57 @@ def _damaged_parts(entry: Path, parts: Sequence[Sequence[Utterance]]) -> list[tu
         return [(entry / "meta.json", f"{type(e).__name__}: {e}")]
     out = []
     for k, part in enumerate(parts):
-        path = entry / f"part-{k:05d}.npz"
+        path = _part_path(entry, k)
         why = _part_problem(path, [u.uid for u in part], sizes[k])
         if why:
             out.append((path, why))
     return out
+
+
+def _read_part_summary(path: Path) -> tuple[list[dict], list[tuple[str, str]], dict]:
+    """(unreadable files, (uid, note) pairs, dims) of one written part; raises when it does not load."""
+    with np.load(path, allow_pickle=False) as z:
+        bad = [{"uid": str(u), "path": str(p), "reason": str(r)} for u, p, r in (z["bad"] if "bad" in z.files else [])]
+        notes = [(str(uid), str(note)) for uid, note in (z["notes"] if "notes" in z.files else [])]
+        frames = _shape(z, "frames")
+        dims = {"dim": int(_shape(z, "pooled")[1]), "frame_dim": int(frames[1]) if len(frames) == 2 and frames[0] else 0}
+    return bad, notes, dims
+
+
+def _entry_summary(entry: Path, n_parts: int) -> tuple[dict | None, tuple[int, str] | None]:
+    """What meta.json says of the written parts (dims, unreadable files, notes, part sizes), read from
+    every part, whichever process wrote it; or (None, (part, why)) for a part missing or not loading
+    (removed by another run since, or damaged inside)."""
+    bad: list[dict] = []
+    notes: dict[str, list[str]] = {}
+    dims: dict = {}
+    sizes = []
+    for k in range(n_parts):
+        path = _part_path(entry, k)
+        try:
+            sizes.append(path.stat().st_size)
+            part_bad, part_notes, part_dims = _read_part_summary(path)
+        except Exception as e:  # noqa: BLE001 - missing or damaged: the caller extracts it again
+            return None, (k, f"{type(e).__name__}: {e}")
+        bad.extend(part_bad)
+        for uid, note in part_notes:
+            notes.setdefault(note, []).append(uid)
+        dims = dims or part_dims
+    bad.sort(key=lambda b: b["uid"])
+    return {**dims, "bad_media": bad, "notes": {note: sorted(uids) for note, uids in sorted(notes.items())},
+            "part_sizes": sizes}, None
+
+
+def _clean_stale_tmp(entry: Path) -> None:
+    """Half-written parts of a run that was killed, in a finished entry (no live writer: it would
+    hold the part's lock)."""
+    for tmp in entry.glob(".part-*.npz.*.tmp"):
+        lock = _part_lock(entry, int(tmp.name.split(".")[1].split("-")[1]))
+        if lock.take(wait=False):
+            try:
+                tmp.unlink(missing_ok=True)
+            finally:
+                lock.release()
 
 
 def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path | None = None,
@@ -379,80 +501,157 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
 
     ``workers`` > 1 extracts in that many spawned processes, chunk by chunk (the extractor is
     pickled to each once; the parts are written here); :func:`default_workers` says how many suit
-    an extractor. A damaged part (cut short,
-    not loadable) is named through ``warn`` and extracted again."""
+    an extractor. Runs extracting the same entry at once share it part by part (each part has its
+    own lock): each extracts the parts nobody holds, then waits for those held elsewhere. A damaged
+    part (cut short, not loadable) is named through ``warn`` and extracted again."""
     warn = warn or log.warning
     if hasattr(extractor, "bind"):
         extractor.bind(corpus.name)  # e.g. a feature pack whose path names {dataset}
     entry = entry_dir(corpus, extractor, cache)
     entry.mkdir(parents=True, exist_ok=True)
+    # Extractors get no labels or annotations besides media timing: the cache is shared by
+    # every protocol and method, so nothing in it may depend on a label.
+    utts = [u.for_extraction() for u in corpus.utterances]
+    parts = [utts[i:i + PART_SIZE] for i in range(0, len(utts), PART_SIZE)]
     with file_lock(entry / ".lock"):
-        _clean_stale_tmp(entry)
-        # Extractors get no labels or annotations besides media timing: the cache is shared by
-        # every protocol and method, so nothing in it may depend on a label.
-        utts = [u.for_extraction() for u in corpus.utterances]
-        parts = [utts[i:i + PART_SIZE] for i in range(0, len(utts), PART_SIZE)]
         if (entry / "meta.json").exists():
             damaged = _damaged_parts(entry, parts)
             if not damaged:
+                _clean_stale_tmp(entry)
                 if progress:
                     progress(len(corpus), len(corpus))
                 return entry
             for path, why in damaged:
                 warn(f"feature cache {path} is damaged ({why}); it is extracted again")
-                path.unlink(missing_ok=True)
+                if path.name != "meta.json":
+                    lock = _part_lock(entry, int(path.stem.split("-")[1]))
+                    lock.take()  # a run checking that part holds it briefly
+                    try:
+                        path.unlink(missing_ok=True)
+                    finally:
+                        lock.release()
             (entry / "meta.json").unlink(missing_ok=True)
-        if hasattr(extractor, "prime"):
-            # Extractors that read context across utterances (e.g. earlier turns of a dialogue)
-            # see the whole corpus first, so a resumed extraction gives the same features.
-            extractor.prime(utts)
-        bad: list[dict] = []
-        dims: dict = {}
-        done = 0
-        todo = []
-        for k, part in enumerate(parts):
-            path = entry / f"part-{k:05d}.npz"
-            if path.exists():  # resumed: this part was finished before an interruption
-                why = _part_problem(path, [u.uid for u in part])
-                if why is None:
-                    with np.load(path, allow_pickle=False) as z:
-                        bad.extend({"uid": str(u), "path": str(p), "reason": str(r)}
-                                   for u, p, r in (z["bad"] if "bad" in z.files else []))
-                        dims = dims or {"dim": int(z["pooled"].shape[1]),
-                                        "frame_dim": int(z["frames"].shape[1]) if z["frames"].size else 0}
-                    done += len(part)
-                    continue
-                warn(f"feature cache {path} is damaged ({why}); it is extracted again")
-                path.unlink(missing_ok=True)
-            todo.append((part, path))
-        if progress:
-            progress(done, len(utts))
-        n_todo = sum(len(part) for part, _ in todo)
-        if workers > 1 and n_todo >= 2 * MIN_CHUNK:
-            for part_bad, part_dims, n in _extract_in_pool(extractor, todo, workers,
-                                                           utts if hasattr(extractor, "prime") else None):
-                bad.extend(part_bad)
-                dims = part_dims or dims
+    if hasattr(extractor, "prime"):
+        # Extractors that read context across utterances (e.g. earlier turns of a dialogue)
+        # see the whole corpus first, so a resumed extraction gives the same features.
+        extractor.prime(utts)
+    wider = _finished_wider_entry(corpus, extractor, cache, parts)
+    done = 0
+    if progress:
+        progress(done, len(utts))
+    remaining = list(range(len(parts)))
+    while True:
+        while remaining:
+            elsewhere: list[int] = []
+            claims = _claim_free_parts(entry, parts, remaining, warn, elsewhere)
+            n_todo = sum(len(parts[k]) for k in remaining if not _part_path(entry, k).exists())
+            if workers > 1 and n_todo >= 2 * MIN_CHUNK and wider is None:
+                counts = _extract_in_pool(extractor, claims, parts, entry, workers,
+                                          utts if hasattr(extractor, "prime") else None, n_todo)
+            else:
+                counts = _extract_serially(extractor, claims, parts, entry, wider)
+            for n in counts:
                 done += n
                 if progress:
                     progress(done, len(utts))
-        else:
-            for part, path in todo:
-                part_bad, dims = _extract_and_save(extractor, part, path)
-                bad.extend(part_bad)
-                done += len(part)
+            if not elsewhere:
+                break
+            # Another run holds these parts: wait for the first (holding nothing, so two runs never
+            # wait for each other), then look at all of them again; a part its holder left
+            # unwritten (it failed, or was killed) is claimed and extracted here.
+            k = elsewhere[0]
+            log.info("%s: waiting for part %d, extracted by another run", extractor.name, k)
+            lock = _part_lock(entry, k)
+            lock.take()
+            try:
+                ready = _part_ready(entry, k, parts[k], warn)
+            finally:
+                lock.release()
+            if ready:
+                done += len(parts[k])
                 if progress:
                     progress(done, len(utts))
-        bad.sort(key=lambda b: b["uid"])
-        notes = _part_notes(entry, len(parts))
-        meta = {"corpus": corpus.name, "root": str(corpus.root), "extractor": extractor.name,
-                "version": extractor.version, "settings": extractor.settings(), "parts": len(parts),
-                "count": len(utts), **dims, "bad_media": bad, "notes": notes,
-                "part_sizes": [(entry / f"part-{k:05d}.npz").stat().st_size for k in range(len(parts))]}
-        atomic_write_json(entry / "meta.json", meta)
-    if bad:
-        log.info("%s: %d unreadable media files (cached as zeros, flagged invalid), e.g. %s", extractor.name, len(bad), bad[0])
+                elsewhere.pop(0)
+            remaining = elsewhere
+        with file_lock(entry / ".lock"):
+            if (entry / "meta.json").exists():  # written by a run that finished at the same time
+                return entry
+            summary, problem = _entry_summary(entry, len(parts))
+            if summary is not None:
+                for tmp in entry.glob(".meta.json.*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                meta = {"corpus": corpus.name, "root": str(corpus.root), "extractor": extractor.name,
+                        "version": extractor.version, "settings": extractor.settings(), "parts": len(parts),
+                        "count": len(utts), **summary}
+                if wider is not None:  # where the numbers came from (this run copied at least some)
+                    meta["pooled_from"] = f"{wider.parent.name}/{wider.name}"
+                atomic_write_json(entry / "meta.json", meta)
+                break
+        # A part went missing since (a run that found it damaged removed it), or is damaged inside.
+        k, why = problem
+        lock = _part_lock(entry, k)
+        lock.take()
+        try:
+            try:
+                _read_part_summary(_part_path(entry, k))  # written meanwhile by a run that held it: fine
+            except FileNotFoundError:
+                pass
+            except Exception:  # noqa: BLE001 - damaged inside
+                warn(f"feature cache {_part_path(entry, k)} is damaged ({why}); it is extracted again")
+                _part_path(entry, k).unlink(missing_ok=True)
+        finally:
+            lock.release()
+        remaining = list(range(len(parts)))
+        done = 0
+    if summary["bad_media"]:
+        log.info("%s: %d unreadable media files (cached as zeros, flagged invalid), e.g. %s", extractor.name,
+                 len(summary["bad_media"]), summary["bad_media"][0])
     return entry
+
+
+def _extract_serially(extractor: FeatureExtractor, claims: Iterator[tuple[int, HeldLock | None]],
+                      parts: Sequence[Sequence[Utterance]], entry: Path, wider: Path | None = None) -> Iterator[int]:
+    """Extract the claimed parts in this process, one after another (or copy them from the finished
+    entry ``wider``, see :func:`_finished_wider_entry`); yields utterances done."""
+    for k, lock in claims:
+        if lock is not None:
+            try:
+                if wider is not None:
+                    _save_pooled_part(_part_path(wider, k), _part_path(entry, k))
+                else:
+                    _extract_and_save(extractor, parts[k], _part_path(entry, k))
+            finally:
+                lock.release()
+        yield len(parts[k])
+
+
+def _finished_wider_entry(corpus: Corpus, extractor: FeatureExtractor, cache: Path | None,
+                          parts: Sequence[Sequence[Utterance]]) -> Path | None:
+    """A finished, undamaged cache entry that holds this pooled-only extractor's features already: the
+    entry of its both-levels twin (``extractor.pooled_from()``, e.g. openSMILE functionals + LLDs),
+    whose pooled arrays are the same numbers. None when there is none."""
+    twin = extractor.pooled_from() if hasattr(extractor, "pooled_from") else None
+    if twin is None:
+        return None
+    wider = entry_dir(corpus, twin, cache)
+    if not (wider / "meta.json").exists() or _damaged_parts(wider, parts):
+        return None
+    return wider
+
+
+def _save_pooled_part(source: Path, path: Path) -> None:
+    """Part ``path`` of a pooled-only entry, from part ``source`` of its both-levels twin: the same
+    arrays as extracting it (uids, unreadable files, notes, pooled, valid), without frames."""
+    with np.load(source, allow_pickle=False) as z:
+        n = len(z["uids"])
+        arrays = {"uids": z["uids"], "bad": z["bad"], "notes": z["notes"], "pooled": z["pooled"], "valid": z["valid"],
+                  "frame_lengths": np.zeros(n, dtype=np.int64), "frames": np.zeros((0, 0), dtype=np.float32)}
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
 
 
 def load_table(entry: Path, uids: Sequence[str] | None = None, frames: bool = True) -> FeatureTable:
@@ -479,16 +678,6 @@ def load_table(entry: Path, uids: Sequence[str] | None = None, frames: bool = Tr
 
 def bad_media(entry: Path) -> list[dict]:
     return json.loads((entry / "meta.json").read_text()).get("bad_media", [])
-
-
-def _part_notes(entry: Path, n_parts: int) -> dict[str, list[str]]:
-    """note -> utterance ids, gathered from every part (fresh or finished before an interruption)."""
-    notes: dict[str, list[str]] = {}
-    for k in range(n_parts):
-        with np.load(entry / f"part-{k:05d}.npz") as z:
-            for uid, note in (z["notes"] if "notes" in z.files else []):
-                notes.setdefault(str(note), []).append(str(uid))
-    return {note: sorted(uids) for note, uids in sorted(notes.items())}
 
 
 def media_notes(entry: Path) -> dict[str, list[str]]:
