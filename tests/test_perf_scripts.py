@@ -167,12 +167,18 @@ def test_text_step_times_each_part_of_the_three_settings(capsys):
     variant trains only the upper blocks, the pooler and the head."""
     from merbench.perf import text_step
 
-    report = text_step.main(["--steps", "1", "--batch", "2", "--tokens", "8"])
+    report = text_step.main(["--steps", "1", "--batch", "2", "--tokens", "8", "--peak-size", "64"])
+    mm = report.pop("matmul")
     assert list(report) == list(text_step.SETTINGS)
+    # The profiled step's matrix products: part of the step, FLOPs counted, a floor below the step.
+    assert 0 < mm["matmul_s"] < mm["step_s"] and 0 < mm["matmul_share"] < 1
+    assert mm["matmul_gflop"] > 0 and mm["peak_torch_gflops"] > 0 and mm["peak_numpy_gflops"] > 0
+    assert 0 < mm["floor_s"] < mm["step_s"] and mm["max_speedup"] == pytest.approx(mm["step_s"] / mm["floor_s"])
     for row in report.values():
         assert row["step_s"] == pytest.approx(row["forward_backward_s"] + row["clip_s"] + row["optimizer_s"])
         assert min(row["forward_backward_s"], row["clip_s"], row["optimizer_s"]) > 0
     full, fused, cpu = report.values()
     assert full["trained_parameters"] == fused["trained_parameters"] > 2 * cpu["trained_parameters"] > 0
     assert full["speed_vs_default"] == 1.0
-    assert "fwd+bwd" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fwd+bwd" in out and "at most" in out

@@ -2,13 +2,20 @@
 the optimizer step, for the default (full fine-tuning, foreach AdamW), the default with fused AdamW,
 and the ``cpu`` variant (embeddings and lower 3 blocks frozen, fused AdamW).
 
-    python benchmarks/perf/text_step.py [--threads 1] [--batch 32] [--tokens 16] [--steps 4]
+    python benchmarks/perf/text_step.py [--threads 1] [--batch 32] [--tokens 16] [--steps 4] [--peak-size 1024]
 
 One batch of ``--batch`` sentences padded to ``--tokens`` MiniLM tokens (the synthetic corpus' median
 is 15, MELD's 12), the method's own classifier (``methods/text_transformer/model.py``) with the
 encoder, lr, weight decay, clipping and AdamW kernels its config files give each setting. The settings
 alternate step by step (after one untimed warm-up step each), so that load from other jobs hits all
 alike; the medians are printed, with each setting's total relative to the default's.
+
+Then one more step of the default, profiled (``torch.profiler`` with FLOP counts): the time and FLOPs
+of its matrix products (``aten::mm / addmm / bmm / baddbmm``, forward and backward), their rate
+against this machine's best matrix-product rate (the best of 5 square ``--peak-size`` products in
+torch and in numpy, same thread count), and the step's floor: its matrix-product FLOPs at that best
+rate with everything else free. The default's time over that floor bounds what any change that keeps
+the same arithmetic can gain on this machine.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=16, help="padded length of the batch, special tokens included")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting")
+    ap.add_argument("--peak-size", type=int, default=1024,
+                    help="side of the square matrix products that measure the machine's best rate")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from merbench.config import method_config
@@ -90,7 +99,65 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
               f"   ({n / 1e6:.1f}M trained parameters)")
         report[name] = {"forward_backward_s": parts[0], "clip_s": parts[1], "optimizer_s": parts[2],
                         "step_s": total, "speed_vs_default": base / total, "trained_parameters": n}
+
+    default = next(iter(runs.values()))
+    mm = matmul_share(lambda: step(*default[:4], []), args.peak_size, args.threads)
+    print(f"\ndefault, one profiled step {mm['step_s']:.3f} s: matrix products {mm['matmul_s']:.3f} s "
+          f"({100 * mm['matmul_share']:.0f} %), {mm['matmul_gflop']:.1f} GFLOP at {mm['matmul_gflops']:.1f} GFLOP/s")
+    print(f"best square {args.peak_size}^3 product: torch {mm['peak_torch_gflops']:.1f}, numpy "
+          f"{mm['peak_numpy_gflops']:.1f} GFLOP/s; the step's products run at {100 * mm['of_peak']:.0f} % of the best")
+    print(f"floor (the products at the best rate, all else free): {mm['floor_s']:.3f} s, so at most "
+          f"{mm['max_speedup']:.2f}x for the same arithmetic on this machine")
+    report["matmul"] = mm
     return report
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def _best_rate(product, n: int, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of ``repeats`` calls of ``product`` (an n x n by n x n product)."""
+    product()  # warm-up
+    best = min(_timed(product) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def matmul_share(one_step, peak_size: int, threads: int) -> dict[str, float]:
+    """Profile ``one_step()``: its matrix products' time, FLOPs and rate, against the machine's best."""
+    import contextlib
+
+    import numpy as np
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        t0 = time.perf_counter()
+        one_step()
+        step_s = time.perf_counter() - t0
+    events = [e for e in prof.key_averages() if e.key in MATMUL_OPS]
+    mm_s = sum(e.self_cpu_time_total for e in events) / 1e6
+    flop = float(sum(e.flops for e in events))
+    a, b = torch.randn(peak_size, peak_size), torch.randn(peak_size, peak_size)
+    peak_torch = _best_rate(lambda: a @ b, peak_size)
+    try:  # numpy's BLAS at the same thread count as torch
+        from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(threads)
+    except ImportError:
+        limit = contextlib.nullcontext()
+    with limit:
+        an, bn = a.numpy(), b.numpy()
+        peak_numpy = _best_rate(lambda: an @ bn, peak_size)
+    best = max(peak_torch, peak_numpy)
+    floor_s = flop / (best * 1e9)
+    rate = flop / mm_s / 1e9 if mm_s else 0.0
+    return {"step_s": step_s, "matmul_s": mm_s, "matmul_share": mm_s / step_s, "matmul_gflop": flop / 1e9,
+            "matmul_gflops": rate, "peak_torch_gflops": peak_torch, "peak_numpy_gflops": peak_numpy,
+            "of_peak": rate / best, "floor_s": floor_s, "max_speedup": step_s / floor_s if floor_s else float("inf")}
 
 
 if __name__ == "__main__":
