@@ -162,6 +162,20 @@ def test_main_job_stage_times_run_from_one_stage_line_to_the_next():
                                              ("seed 0: weighted_f1 80.1 -> x", 10.0, 10.0)]
 
 
+@pytest.mark.slow
+def test_text_step_compile_adds_the_compiled_default(capsys):
+    """--compile times a fourth setting: the default with fused AdamW, its model under torch.compile
+    (the same parameters trained)."""
+    from merbench.perf import text_step
+
+    report = text_step.main(["--steps", "1", "--batch", "2", "--tokens", "8", "--peak-size", "64", "--compile"])
+    report.pop("matmul")
+    assert list(report) == [*text_step.SETTINGS, text_step.COMPILED]
+    compiled = report[text_step.COMPILED]
+    assert compiled["trained_parameters"] == report["default (foreach AdamW)"]["trained_parameters"]
+    assert compiled["step_s"] > 0 and "torch.compile: first step (compiling)" in capsys.readouterr().out
+
+
 def test_text_step_times_each_part_of_the_three_settings(capsys):
     """benchmarks/perf/text_step.py with one tiny step: every setting timed part by part, and the cpu
     variant trains only the upper blocks, the pooler and the head."""

@@ -2,13 +2,15 @@
 the optimizer step, for the default (full fine-tuning, foreach AdamW), the default with fused AdamW,
 and the ``cpu`` variant (embeddings and lower 3 blocks frozen, fused AdamW).
 
-    python benchmarks/perf/text_step.py [--threads 1] [--batch 32] [--tokens 16] [--steps 4] [--peak-size 1024]
+    python benchmarks/perf/text_step.py [--threads 1] [--batch 32] [--tokens 16] [--steps 4] [--peak-size 1024] [--compile]
 
 One batch of ``--batch`` sentences padded to ``--tokens`` MiniLM tokens (the synthetic corpus' median
 is 15, MELD's 12), the method's own classifier (``methods/text_transformer/model.py``) with the
 encoder, lr, weight decay, clipping and AdamW kernels its config files give each setting. The settings
 alternate step by step (after one untimed warm-up step each), so that load from other jobs hits all
-alike; the medians are printed, with each setting's total relative to the default's.
+alike; the medians are printed, with each setting's total relative to the default's. ``--compile``
+adds a fourth setting: the default with fused AdamW and its model under ``torch.compile`` (inductor;
+compiling happens in its untimed warm-up step, whose time is printed).
 
 Then one more step of the default, profiled (``torch.profiler`` with FLOP counts): the time and FLOPs
 of its matrix products (``aten::mm / addmm / bmm / baddbmm``, forward and backward), their rate
@@ -27,6 +29,7 @@ import time
 
 import torch
 
+COMPILED = "default, fused AdamW, torch.compile"  # with --compile
 SETTINGS = {  # name: (variant, --set overrides), resolved from the method's own config files
     "default (foreach AdamW)": ("default", ()),
     "default, fused AdamW": ("default", ("train.optimizer_impl=fused",)),
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=16, help="padded length of the batch, special tokens included")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the default with fused AdamW and its model under torch.compile (inductor)")
     ap.add_argument("--peak-size", type=int, default=1024,
                     help="side of the square matrix products that measure the machine's best rate")
     args = ap.parse_args(argv)
@@ -58,8 +63,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     batch = dict(tok(texts, padding="max_length", truncation=True, max_length=args.tokens, return_tensors="pt"))
     labels = torch.randint(0, 4, (args.batch,), generator=torch.Generator().manual_seed(0))
 
+    settings = dict(SETTINGS)
+    if args.compile:
+        settings[COMPILED] = ("default", ("train.optimizer_impl=fused",))
     runs = {}
-    for name, (variant, overrides) in SETTINGS.items():
+    for name, (variant, overrides) in settings.items():
         cfg = method_config(method_cls, variant, overrides=overrides)
         train = cfg["train"]
         torch.manual_seed(0)
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=float(train["lr"]), weight_decay=float(train["weight_decay"]),
                                 **optimizer_impl(method_cls.name, train))
-        runs[name] = (model, params, opt, float(train["grad_clip"]), [])
+        runs[name] = (torch.compile(model) if name == COMPILED else model, params, opt, float(train["grad_clip"]), [])
 
     def step(model, params, opt, clip, times) -> None:
         t0 = time.perf_counter()
@@ -80,8 +88,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         opt.step()
         times.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
-    for model, params, opt, clip, _ in runs.values():
-        step(model, params, opt, clip, [])  # warm-up: first kernels, lazy optimizer state
+    for name, (model, params, opt, clip, _) in runs.items():
+        t0 = time.perf_counter()
+        step(model, params, opt, clip, [])  # warm-up: first kernels, lazy optimizer state (and compiling)
+        if name == COMPILED:
+            print(f"torch.compile: first step (compiling) {time.perf_counter() - t0:.1f} s")
     for _ in range(args.steps):
         for run in runs.values():
             step(*run)
