@@ -139,6 +139,93 @@ def test_pooled_only_entry_is_copied_from_a_finished_entry_of_both_levels(tmp_pa
     assert store.bad_media(copied)[0]["uid"] == "u4"
 
 
+def _rewrite_parts(entry, change):
+    """Rewrite every part of a cache entry with ``change(name, bytes_of_member)`` applied (None drops it),
+    and the part sizes meta.json records with them (as the entry was written then)."""
+    import json
+    import zipfile
+
+    for part in sorted(entry.glob("part-*.npz")):
+        with zipfile.ZipFile(part) as z:
+            members = {i.filename: z.read(i.filename) for i in z.infolist()}
+        with zipfile.ZipFile(part, "w") as z:
+            for name, data in members.items():
+                data = change(name, data)
+                if data is not None:
+                    z.writestr(name, data)
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["part_sizes"] = [p.stat().st_size for p in sorted(entry.glob("part-*.npz"))]
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+def test_pooled_copy_takes_parts_of_an_entry_made_before_notes_were_kept(tmp_path, monkeypatch):
+    """Both-levels parts without the bad / notes arrays (written before they existed) are copied too."""
+    from merbench.features import audio, store
+    from merbench.features.audio import EGeMAPSExtractor
+
+    monkeypatch.setattr(store, "PART_SIZE", 3)
+    corpus = _corpus(tmp_path / "wavs", 5)
+    both = store.extract_corpus(corpus, EGeMAPSExtractor(), cache=tmp_path / "cache")
+    _rewrite_parts(both, lambda name, data: None if name in ("notes.npy", "bad.npy") else data)
+    monkeypatch.setattr(audio.OpenSmileExtractor, "features", lambda *a, **k: pytest.fail("openSMILE ran"))
+    copied = store.extract_corpus(corpus, EGeMAPSExtractor(with_frames=False), cache=tmp_path / "cache")
+    table = store.load_table(copied)
+    np.testing.assert_array_equal(table.pooled, store.load_table(both, frames=False).pooled)
+    assert store.media_notes(copied) == {} and store.bad_media(copied) == []
+
+
+def test_a_both_levels_part_that_cannot_be_copied_is_extracted_instead(tmp_path, monkeypatch):
+    """A part of the finished entry that fails to copy (a CRC error inside an array whose headers read
+    fine, or a part removed since the check) does not stop the run: it is named and that part
+    extracted, the others copied; the arrays are those of extracting."""
+    import zipfile
+
+    from merbench.features import store
+    from merbench.features.audio import EGeMAPSExtractor
+
+    monkeypatch.setattr(store, "PART_SIZE", 3)
+    corpus = _corpus(tmp_path / "wavs", 6)
+    store.extract_corpus(corpus, EGeMAPSExtractor(), cache=tmp_path / "cache")
+    fresh = store.extract_corpus(corpus, EGeMAPSExtractor(with_frames=False), cache=tmp_path / "fresh")
+    copy = store._save_pooled_part
+
+    def damaged_inside(source, path):
+        if source.name == "part-00001.npz":
+            raise zipfile.BadZipFile("Bad CRC-32 for file 'pooled.npy'")
+        return copy(source, path)
+
+    monkeypatch.setattr(store, "_save_pooled_part", damaged_inside)
+    warnings = []
+    copied = store.extract_corpus(corpus, EGeMAPSExtractor(with_frames=False), cache=tmp_path / "cache",
+                                  warn=warnings.append)
+    assert len(warnings) == 1 and "part-00001.npz could not be copied (BadZipFile" in warnings[0], warnings
+    np.testing.assert_array_equal(store.load_table(copied).pooled, store.load_table(fresh).pooled)
+
+
+def test_a_progress_callback_that_raises_leaves_no_part_locked(tmp_path, monkeypatch):
+    from merbench.atomic import HeldLock
+    from merbench.features import store
+    from merbench.features.audio import EGeMAPSExtractor
+
+    monkeypatch.setattr(store, "PART_SIZE", 3)
+    corpus = _corpus(tmp_path / "wavs", 9)
+
+    def progress(done, total):
+        if done >= 3:
+            raise KeyboardInterrupt
+
+    # The exception is kept (as a caller that logs or retries keeps it, with its traceback and so the
+    # extraction's frames): the locks must be let go all the same, not when those frames are freed.
+    with pytest.raises(KeyboardInterrupt) as kept:
+        store.extract_corpus(corpus, EGeMAPSExtractor(), cache=tmp_path / "cache", workers=2, progress=progress)
+    assert kept.tb is not None
+    entry = store.entry_dir(corpus, EGeMAPSExtractor(), tmp_path / "cache")
+    for k in range(3):
+        lock = HeldLock(entry / f".part-{k:05d}.lock")
+        assert lock.take(wait=False), f"part {k} still locked"
+        lock.release()
+
+
 def test_face_crops_from_the_pool_are_those_of_one_process(tmp_path):
     from merbench.datasets.synthetic.generator import generate
     from merbench.datasets.synthetic.adapter import SyntheticDataset

@@ -458,6 +458,15 @@ def _read_part_summary(path: Path) -> tuple[list[dict], list[tuple[str, str]], d
     return bad, notes, dims
 
 
+def _recorded_size(entry: Path, k: int) -> int | None:
+    """The size meta.json recorded for part ``k`` (None when it records none)."""
+    try:
+        sizes = json.loads((entry / "meta.json").read_text()).get("part_sizes") or []
+        return sizes[k] if k < len(sizes) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _entry_summary(entry: Path, n_parts: int) -> tuple[dict | None, tuple[int, str] | None]:
     """What meta.json says of the written parts (dims, unreadable files, notes, part sizes), read from
     every part, whichever process wrote it; or (None, (part, why)) for a part missing or not loading
@@ -524,10 +533,12 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
             for path, why in damaged:
                 warn(f"feature cache {path} is damaged ({why}); it is extracted again")
                 if path.name != "meta.json":
-                    lock = _part_lock(entry, int(path.stem.split("-")[1]))
+                    k = int(path.stem.split("-")[1])
+                    lock = _part_lock(entry, k)
                     lock.take()  # a run checking that part holds it briefly
                     try:
-                        path.unlink(missing_ok=True)
+                        if _part_problem(path, [u.uid for u in parts[k]], _recorded_size(entry, k)) is not None:
+                            path.unlink(missing_ok=True)  # still damaged (not rewritten while we waited)
                     finally:
                         lock.release()
             (entry / "meta.json").unlink(missing_ok=True)
@@ -549,11 +560,15 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
                 counts = _extract_in_pool(extractor, claims, parts, entry, workers,
                                           utts if hasattr(extractor, "prime") else None, n_todo)
             else:
-                counts = _extract_serially(extractor, claims, parts, entry, wider)
-            for n in counts:
-                done += n
-                if progress:
-                    progress(done, len(utts))
+                counts = _extract_serially(extractor, claims, parts, entry, wider, warn)
+            try:
+                for n in counts:
+                    done += n
+                    if progress:
+                        progress(done, len(utts))
+            finally:  # e.g. a progress callback that raised: let go of the pool and every part lock now
+                counts.close()
+                claims.close()
             if not elsewhere:
                 break
             # Another run holds these parts: wait for the first (holding nothing, so two runs never
@@ -610,15 +625,22 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
 
 
 def _extract_serially(extractor: FeatureExtractor, claims: Iterator[tuple[int, HeldLock | None]],
-                      parts: Sequence[Sequence[Utterance]], entry: Path, wider: Path | None = None) -> Iterator[int]:
+                      parts: Sequence[Sequence[Utterance]], entry: Path, wider: Path | None = None,
+                      warn: Callable[[str], None] = log.warning) -> Iterator[int]:
     """Extract the claimed parts in this process, one after another (or copy them from the finished
     entry ``wider``, see :func:`_finished_wider_entry`); yields utterances done."""
     for k, lock in claims:
         if lock is not None:
             try:
+                copied = False
                 if wider is not None:
-                    _save_pooled_part(_part_path(wider, k), _part_path(entry, k))
-                else:
+                    try:
+                        _save_pooled_part(_part_path(wider, k), _part_path(entry, k))
+                        copied = True
+                    except Exception as e:  # noqa: BLE001 - damaged inside, or removed since: compute it
+                        warn(f"feature cache {_part_path(wider, k)} could not be copied ({type(e).__name__}: {e}); "
+                             f"part {k} is extracted instead")
+                if not copied:
                     _extract_and_save(extractor, parts[k], _part_path(entry, k))
             finally:
                 lock.release()
@@ -644,7 +666,10 @@ def _save_pooled_part(source: Path, path: Path) -> None:
     arrays as extracting it (uids, unreadable files, notes, pooled, valid), without frames."""
     with np.load(source, allow_pickle=False) as z:
         n = len(z["uids"])
-        arrays = {"uids": z["uids"], "bad": z["bad"], "notes": z["notes"], "pooled": z["pooled"], "valid": z["valid"],
+        # Parts written before unreadable files and notes were kept in them have neither array.
+        bad = z["bad"] if "bad" in z.files else np.zeros((0, 3), dtype=str)
+        notes = z["notes"] if "notes" in z.files else np.zeros((0, 2), dtype=str)
+        arrays = {"uids": z["uids"], "bad": bad, "notes": notes, "pooled": z["pooled"], "valid": z["valid"],
                   "frame_lengths": np.zeros(n, dtype=np.int64), "frames": np.zeros((0, 0), dtype=np.float32)}
 
     def write(p: Path) -> None:
