@@ -127,6 +127,14 @@ def _extract_in_thread(entry_cache: Path, log: Path, n: int, progress: list) -> 
     return t, errors
 
 
+def _wait_for_lines(log: Path, n: int, extracting: threading.Thread, timeout: float = 60) -> None:
+    """Until ``log`` names ``n`` extracted utterances; the extraction must still be running meanwhile."""
+    deadline = time.time() + timeout
+    while len(_extracted(log) if log.exists() else []) < n:
+        assert time.time() < deadline and extracting.is_alive()
+        time.sleep(0.02)
+
+
 def test_a_part_held_by_a_run_that_dies_is_waited_for_then_extracted(tmp_path, monkeypatch):
     from merbench.features import store
 
@@ -140,10 +148,7 @@ def test_a_part_held_by_a_run_that_dies_is_waited_for_then_extracted(tmp_path, m
     assert holder.take(wait=False)  # "another run" is extracting part 1
     progress: list = []
     t, errors = _extract_in_thread(tmp_path / "cache", tmp_path / "log", n, progress)
-    deadline = time.time() + 60
-    while len(_extracted(tmp_path / "log") if (tmp_path / "log").exists() else []) < 12:
-        assert time.time() < deadline and t.is_alive()
-        time.sleep(0.02)
+    _wait_for_lines(tmp_path / "log", 12, t)
     time.sleep(0.2)
     assert t.is_alive(), "finished without part 1"  # the other three parts are done; part 1 is awaited
     assert {uid for _, uid in _extracted(tmp_path / "log")} == {f"u{i}" for i in range(n)} - {"u4", "u5", "u6", "u7"}
@@ -168,10 +173,7 @@ def test_a_part_its_holder_writes_meanwhile_is_taken_as_written(tmp_path, monkey
     assert holder.take(wait=False)
     progress: list = []
     t, errors = _extract_in_thread(tmp_path / "cache", tmp_path / "log", n, progress)
-    deadline = time.time() + 60
-    while len(_extracted(tmp_path / "log") if (tmp_path / "log").exists() else []) < 8:
-        assert time.time() < deadline and t.is_alive()
-        time.sleep(0.02)
+    _wait_for_lines(tmp_path / "log", 8, t)
     utts = [u.for_extraction() for u in corpus.utterances][8:]
     store._extract_and_save(SlowStamp(str(tmp_path / "holder-log")), utts, entry / "part-00002.npz")
     holder.release()

@@ -124,8 +124,12 @@ def corpus_fingerprint(corpus: Corpus) -> str:
 
 def entry_dir(corpus: Corpus, extractor: FeatureExtractor, root: Path | None = None) -> Path:
     root = Path(root) if root else cache_root()
-    return (root / f"{corpus.name}-{corpus_fingerprint(corpus)}" / extractor.name
-            / f"v{extractor.version}-{settings_hash(extractor)}")
+    return root / f"{corpus.name}-{corpus_fingerprint(corpus)}" / _extractor_key(extractor)
+
+
+def _extractor_key(extractor: FeatureExtractor) -> str:
+    """The extractor's part of a cache entry's path: ``<name>/v<version>-<settings hash>``."""
+    return f"{extractor.name}/v{extractor.version}-{settings_hash(extractor)}"
 
 
 def _extract_part(extractor: FeatureExtractor, utts: Sequence[Utterance],
@@ -191,12 +195,17 @@ def _save_part(path: Path, utts: Sequence[Utterance], items: list[ExtractedItem 
         "frame_lengths": lengths,
         "frames": np.concatenate(frames) if frames else np.zeros((0, 0), dtype=np.float32),
     }
+    _write_part(path, arrays)
+    return {"dim": dim, "frame_dim": fdim}
+
+
+def _write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a part's arrays atomically (a killed writer leaves only a ``.tmp`` behind)."""
     def write(p: Path) -> None:
         with open(p, "wb") as fh:
             np.savez(fh, **arrays)
 
     atomic_write(path, write)
-    return {"dim": dim, "frame_dim": fdim}
 
 
 def _extract_and_save(extractor: FeatureExtractor, utts: Sequence[Utterance], path: Path) -> tuple[list[dict], dict]:
@@ -546,7 +555,7 @@ def extract_corpus(corpus: Corpus, extractor: FeatureExtractor, *, cache: Path |
         # Extractors that read context across utterances (e.g. earlier turns of a dialogue)
         # see the whole corpus first, so a resumed extraction gives the same features.
         extractor.prime(utts)
-    wider = _finished_wider_entry(corpus, extractor, cache, parts)
+    wider = _finished_wider_entry(entry, extractor, parts)
     done = 0
     if progress:
         progress(done, len(utts))
@@ -647,7 +656,7 @@ def _extract_serially(extractor: FeatureExtractor, claims: Iterator[tuple[int, H
         yield len(parts[k])
 
 
-def _finished_wider_entry(corpus: Corpus, extractor: FeatureExtractor, cache: Path | None,
+def _finished_wider_entry(entry: Path, extractor: FeatureExtractor,
                           parts: Sequence[Sequence[Utterance]]) -> Path | None:
     """A finished, undamaged cache entry that holds this pooled-only extractor's features already: the
     entry of its both-levels twin (``extractor.pooled_from()``, e.g. openSMILE functionals + LLDs),
@@ -655,7 +664,7 @@ def _finished_wider_entry(corpus: Corpus, extractor: FeatureExtractor, cache: Pa
     twin = extractor.pooled_from() if hasattr(extractor, "pooled_from") else None
     if twin is None:
         return None
-    wider = entry_dir(corpus, twin, cache)
+    wider = entry.parent.parent / _extractor_key(twin)  # same corpus folder: no second fingerprint
     if not (wider / "meta.json").exists() or _damaged_parts(wider, parts):
         return None
     return wider
@@ -671,12 +680,7 @@ def _save_pooled_part(source: Path, path: Path) -> None:
         notes = z["notes"] if "notes" in z.files else np.zeros((0, 2), dtype=str)
         arrays = {"uids": z["uids"], "bad": bad, "notes": notes, "pooled": z["pooled"], "valid": z["valid"],
                   "frame_lengths": np.zeros(n, dtype=np.int64), "frames": np.zeros((0, 0), dtype=np.float32)}
-
-    def write(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_write(path, write)
+    _write_part(path, arrays)
 
 
 def load_table(entry: Path, uids: Sequence[str] | None = None, frames: bool = True) -> FeatureTable:
